@@ -1,0 +1,276 @@
+"""What each CLI command does: fleet file → provider → inventory → Ansible → summary."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+from rich.console import Console
+
+from fleetdeploy.config import Fleet, load_fleet
+from fleetdeploy.errors import FleetError, InputError
+from fleetdeploy.health import HEALTH_PLAYBOOK, STATUS_CAPTURE_ACTION, health_rows
+from fleetdeploy.inventory import build_inventory, host_name, inventory_path, write_inventory
+from fleetdeploy.nodes import ClusterOutcome, Node, Provider
+from fleetdeploy.progress import ProgressBoard, print_table, styled
+from fleetdeploy.runner import REPO_ROOT, RunResult, run_ansible
+
+SITE_PLAYBOOK = "playbooks/site.yml"
+
+
+def state_dir() -> Path:
+    """Where per-fleet local state (SSH keys, local orchestrator config) lives; never inside the repo."""
+    configured = os.environ.get("FLEETDEPLOY_STATE_DIR")
+    base = Path(configured) if configured else Path.home() / ".local" / "state" / "fleetdeploy"
+    return base.expanduser().resolve()
+
+
+def make_provider(fleet: Fleet) -> Provider:
+    if fleet.provider == "local":
+        from fleetdeploy.providers.local import LocalProvider
+
+        return LocalProvider(fleet, state_dir())
+    from fleetdeploy.providers.skypilot import SkyPilotProvider
+
+    return SkyPilotProvider(fleet)
+
+
+@dataclass
+class Context:
+    args: argparse.Namespace
+    fleet: Fleet
+    console: Console
+    _provider: Provider | None = None
+
+    @property
+    def provider(self) -> Provider:
+        if self._provider is None:
+            self._provider = make_provider(self.fleet)
+        return self._provider
+
+    @property
+    def inventory_file(self) -> Path:
+        return inventory_path(REPO_ROOT, self.fleet)
+
+    def refresh_inventory(self) -> list[Node]:
+        """Ask the provider for the nodes and write the inventory: a pure function of what it reports."""
+        nodes = self.provider.nodes()
+        extra = self.provider.extra_inventory_vars()
+        write_inventory(self.inventory_file, build_inventory(self.fleet, nodes, extra))
+        return nodes
+
+    def nodes_or_fail(self) -> list[Node]:
+        nodes = self.refresh_inventory()
+        if not nodes:
+            raise FleetError(f"fleet '{self.fleet.name}' has no running nodes; run `deploy.py up` first")
+        return nodes
+
+    def resolve(self, nodes: list[Node], wanted: list[str]) -> list[Node]:
+        """Nodes named by host name, instance id or a unique prefix of either."""
+        names = [item for entry in wanted for item in entry.split(",") if item]
+        chosen: list[Node] = []
+        for name in names:
+            matches = [n for n in nodes if name in (host_name(self.fleet, n), n.instance_id)]
+            if not matches:
+                matches = [n for n in nodes
+                           if host_name(self.fleet, n).startswith(name) or n.instance_id.startswith(name)]
+            if len(matches) != 1:
+                known = ", ".join(host_name(self.fleet, n) for n in nodes) or "none"
+                problem = "is ambiguous" if matches else "is not a node of this fleet"
+                raise InputError(f"'{name}' {problem} (nodes: {known})")
+            chosen.append(matches[0])
+        return chosen
+
+
+def run_command(args: argparse.Namespace) -> int:
+    fleet = load_fleet(args.fleet)
+    if args.local and fleet.provider != "local":
+        fleet = fleet.model_copy(update={"provider": "local"})
+    ctx = Context(args=args, fleet=fleet, console=Console(highlight=False))
+    handler = _COMMANDS[args.command]
+    return handler(ctx)
+
+
+def _print_outcomes(ctx: Context, title: str, outcomes: list[ClusterOutcome]) -> None:
+    rows = [(o.cluster, styled(o.action if o.ok else "failed"), o.region, o.error or "") for o in outcomes]
+    print_table(ctx.console, title, ("cluster", "result", "region", "error"), rows)
+
+
+def _print_run(ctx: Context, title: str, result: RunResult) -> None:
+    rows = [
+        (name, styled(r.state), r.ok, r.changed, r.message)
+        for name, r in sorted(result.hosts.items())
+    ]
+    print_table(ctx.console, title, ("node", "result", "ok", "changed", "error"), rows)
+
+
+def _provision(ctx: Context, title: str, action: str) -> list[ClusterOutcome]:
+    clusters = [ctx.fleet.cluster_name(region) for region in ctx.fleet.regions]
+    with ProgressBoard(ctx.console, title, clusters) as board:
+        call = ctx.provider.up if action == "up" else ctx.provider.down
+        outcomes = call(lambda cluster, message: board.update(cluster, "running", message))
+        for outcome in outcomes:
+            board.update(outcome.cluster, outcome.action if outcome.ok else "failed", outcome.error or "")
+    return outcomes
+
+
+def _configure(ctx: Context, nodes: list[Node], limit: list[Node] | None, check: bool) -> RunResult:
+    names = [host_name(ctx.fleet, n) for n in nodes]
+    limited = [host_name(ctx.fleet, n) for n in limit] if limit is not None else None
+    title = "Drift check (no changes made)" if check else "Configuring nodes"
+    result = run_ansible(ctx.console, title, ctx.inventory_file, names, playbook=SITE_PLAYBOOK,
+                         limit=limited, check=check)
+    _print_run(ctx, "Drift report" if check else "Configure summary", result)
+    if check:
+        drifted = sorted(name for name, r in result.hosts.items() if r.changed)
+        for name in drifted:
+            ctx.console.print(f"[bold]{name}[/bold]: {result.hosts[name].changed} task(s) would change")
+            for diff in result.hosts[name].diffs:
+                ctx.console.print(diff, markup=False, highlight=False)
+        ctx.console.print(f"drift on: {', '.join(drifted)}" if drifted else "no drift: every node matches its roles")
+    return result
+
+
+def _health(ctx: Context, nodes: list[Node], limit: list[Node] | None = None) -> bool:
+    names = [host_name(ctx.fleet, n) for n in nodes]
+    limited = [host_name(ctx.fleet, n) for n in limit] if limit else None
+    result = run_ansible(ctx.console, "Health check", ctx.inventory_file, names, playbook=HEALTH_PLAYBOOK,
+                         limit=limited, capture_action=STATUS_CAPTURE_ACTION)
+    rows = health_rows(result, limited or names)
+    print_table(ctx.console, "Fleet health", ("node", "health", "failing checks"), rows)
+    return all(row[1] == styled("healthy") for row in rows)
+
+
+def cmd_up(ctx: Context) -> int:
+    before = {n.instance_id for n in ctx.provider.nodes()}
+    outcomes = _provision(ctx, f"Provisioning fleet '{ctx.fleet.name}'", "up")
+    nodes = ctx.refresh_inventory()
+    _print_outcomes(ctx, "Clusters", outcomes)
+    failed = not all(o.ok for o in outcomes)
+    if not nodes:
+        raise FleetError("no node came up; see the cluster table above")
+    new_nodes = [n for n in nodes if n.instance_id not in before]
+    ctx.console.print(f"inventory: {ctx.inventory_file} ({len(nodes)} nodes, {len(new_nodes)} new)")
+    if ctx.args.reconfigure_all or not before:
+        failed |= _configure(ctx, nodes, None, check=False).rc != 0
+    elif new_nodes:
+        failed |= _configure(ctx, nodes, new_nodes, check=False).rc != 0
+    else:
+        ctx.console.print("no new nodes: existing nodes are left as they are (`deploy.py configure` re-applies)")
+    if not ctx.args.skip_health:
+        failed |= not _health(ctx, nodes)
+    return 1 if failed else 0
+
+
+def cmd_plan(ctx: Context) -> int:
+    plans = ctx.provider.plan()
+    rows = [(p.cluster, p.region, p.zone or "any", p.num_nodes, p.instance_type or "-", "spot" if p.spot else
+             "on-demand") for p in plans]
+    print_table(ctx.console, f"Plan for fleet '{ctx.fleet.name}' ({ctx.fleet.provider})",
+                ("cluster", "region", "zone", "nodes", "instance type", "market"), rows)
+    for plan in plans:
+        ctx.console.print(f"# {plan.cluster}", style="bold")
+        ctx.console.print(plan.rendered_task, markup=False, highlight=False)
+    return 0
+
+
+def cmd_status(ctx: Context) -> int:
+    nodes = ctx.refresh_inventory()
+    by_cluster = {ctx.fleet.cluster_name(r): spec.count for r, spec in ctx.fleet.regions.items()}
+    cluster_rows = []
+    for cluster, wanted in sorted(by_cluster.items()):
+        have = sum(1 for n in nodes if n.cluster == cluster)
+        state = "ok" if have == wanted else ("failed" if have == 0 else "changed")
+        cluster_rows.append((cluster, styled(state), f"{have}/{wanted}"))
+    print_table(ctx.console, f"Fleet '{ctx.fleet.name}'", ("cluster", "state", "nodes up"), cluster_rows)
+    node_rows = [(host_name(ctx.fleet, n), n.region, n.zone or "-", f"{n.host}:{n.port}", n.instance_id,
+                  "spot" if n.spot else "on-demand") for n in nodes]
+    print_table(ctx.console, "Nodes", ("node", "region", "zone", "address", "instance id", "market"), node_rows)
+    return 0 if all(row[2].split("/")[0] == row[2].split("/")[1] for row in cluster_rows) else 1
+
+
+def cmd_configure(ctx: Context) -> int:
+    nodes = ctx.nodes_or_fail()
+    limit = ctx.resolve(nodes, ctx.args.limit) if ctx.args.limit else None
+    return 0 if _configure(ctx, nodes, limit, check=ctx.args.check).rc == 0 else 1
+
+
+def cmd_health(ctx: Context) -> int:
+    nodes = ctx.nodes_or_fail()
+    limit = ctx.resolve(nodes, ctx.args.limit) if ctx.args.limit else None
+    return 0 if _health(ctx, nodes, limit) else 1
+
+
+def _ssh_argv(node: Node) -> list[str]:
+    return ["ssh", "-i", node.key_file, "-p", str(node.port), "-o", "StrictHostKeyChecking=no",
+            "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR", f"{node.user}@{node.host}"]
+
+
+def cmd_ssh(ctx: Context) -> int:
+    node = ctx.resolve(ctx.nodes_or_fail(), [ctx.args.node])[0]
+    argv = _ssh_argv(node) + list(ctx.args.remote_command)
+    sys.stdout.flush()
+    os.execvp(argv[0], argv)
+    return 0  # not reached
+
+
+def cmd_logs(ctx: Context) -> int:
+    node = ctx.resolve(ctx.nodes_or_fail(), [ctx.args.node])[0]
+    remote = ["sudo", "docker", "logs", "--tail", str(ctx.args.tail), ctx.args.service]
+    return subprocess.run(_ssh_argv(node) + remote, check=False).returncode
+
+
+def cmd_exec(ctx: Context) -> int:
+    nodes = ctx.nodes_or_fail()
+    targets = nodes if ctx.args.target == "all" else ctx.resolve(nodes, [ctx.args.target])
+    names = [host_name(ctx.fleet, n) for n in targets]
+    command = " ".join(ctx.args.remote_command)
+    if ctx.args.sudo:
+        command = f"sudo -n sh -c {command!r}"
+    result = run_ansible(ctx.console, f"exec: {command}", ctx.inventory_file, names,
+                         module="ansible.builtin.shell", module_args=command, limit=names)
+    for name in names:
+        host = result.hosts[name]
+        ctx.console.print(f"[bold]{name}[/bold] {styled('failed' if host.failed or host.unreachable else 'ok')}")
+        for output in host.outputs:
+            ctx.console.print(output, markup=False, highlight=False)
+        if host.message:
+            ctx.console.print(f"  {host.message}", markup=False, highlight=False)
+    return 0 if not result.failed_hosts else 1
+
+
+def cmd_inventory(ctx: Context) -> int:
+    nodes = ctx.refresh_inventory()
+    if ctx.args.print_it:
+        print(ctx.inventory_file.read_text(), end="")
+    else:
+        ctx.console.print(f"inventory: {ctx.inventory_file} ({len(nodes)} nodes)")
+    return 0
+
+
+def cmd_down(ctx: Context) -> int:
+    clusters = ", ".join(ctx.fleet.cluster_name(r) for r in ctx.fleet.regions)
+    if not ctx.args.yes:
+        if not sys.stdin.isatty():
+            raise InputError("down needs confirmation: run it in a terminal or pass --yes")
+        answer = input(f"Tear down fleet '{ctx.fleet.name}' ({clusters})? Type the fleet name to confirm: ")
+        if answer.strip() != ctx.fleet.name:
+            ctx.console.print("not confirmed: nothing was removed")
+            return 2
+    outcomes = _provision(ctx, f"Tearing down fleet '{ctx.fleet.name}'", "down")
+    _print_outcomes(ctx, "Clusters", outcomes)
+    if all(o.ok for o in outcomes):
+        ctx.inventory_file.unlink(missing_ok=True)
+        return 0
+    return 1
+
+
+_COMMANDS = {
+    "up": cmd_up, "plan": cmd_plan, "status": cmd_status, "configure": cmd_configure, "health": cmd_health,
+    "ssh": cmd_ssh, "logs": cmd_logs, "exec": cmd_exec, "inventory": cmd_inventory, "down": cmd_down,
+}

@@ -1,0 +1,112 @@
+"""Live per-item progress (one row per cluster or node) and the compact result tables."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+_STATE_STYLE = {
+    "ok": "green",
+    "done": "green",
+    "healthy": "green",
+    "unchanged": "green",
+    "launched": "green",
+    "relaunched": "green",
+    "removed": "green",
+    "changed": "yellow",
+    "running": "cyan",
+    "pending": "dim",
+    "failed": "red",
+    "unhealthy": "red",
+    "unreachable": "red",
+}
+
+
+def styled(state: str) -> str:
+    style = _STATE_STYLE.get(state, "")
+    return f"[{style}]{state}[/{style}]" if style else state
+
+
+@dataclass
+class _Row:
+    state: str = "pending"
+    detail: str = ""
+    counts: dict[str, int] = field(default_factory=dict)
+
+
+class ProgressBoard:
+    """A live table with one row per item (cluster or host), safe to update from worker threads.
+
+    On a terminal the table redraws in place; elsewhere (CI, pipes) each state change is printed as one line,
+    so logs still show per-node progress without redraw noise.
+    """
+
+    def __init__(self, console: Console, title: str, items: Iterable[str] = ()) -> None:
+        self._console = console
+        self._title = title
+        self._rows: dict[str, _Row] = {item: _Row() for item in items}
+        self._lock = threading.Lock()
+        self._live: Live | None = None
+
+    def __enter__(self) -> ProgressBoard:
+        if self._console.is_terminal:
+            self._live = Live(self._render(), console=self._console, refresh_per_second=4, transient=False)
+            self._live.__enter__()
+        else:
+            self._console.print(f"{self._title}:")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._live is not None:
+            self._live.update(self._render())
+            self._live.__exit__(None, None, None)
+            self._live = None
+
+    def update(self, item: str, state: str, detail: str = "") -> None:
+        with self._lock:
+            row = self._rows.setdefault(item, _Row())
+            state_changed = row.state != state
+            row.state, row.detail = state, detail
+            if self._live is not None:
+                self._live.update(self._render())
+            elif state_changed:
+                suffix = f" — {detail}" if detail else ""
+                self._console.print(f"  {item}: {styled(state)}{suffix}", highlight=False)
+
+    def count(self, item: str, key: str) -> None:
+        with self._lock:
+            row = self._rows.setdefault(item, _Row())
+            row.counts[key] = row.counts.get(key, 0) + 1
+
+    def note(self, item: str, detail: str) -> None:
+        """Change the detail text (e.g. the current task) without it counting as a state change."""
+        with self._lock:
+            row = self._rows.setdefault(item, _Row())
+            row.detail = detail
+            if self._live is not None:
+                self._live.update(self._render())
+
+    def _render(self) -> Table:
+        table = Table(title=self._title, title_justify="left", expand=False)
+        table.add_column("item")
+        table.add_column("state")
+        table.add_column("tasks", justify="right")
+        table.add_column("detail", overflow="ellipsis", no_wrap=True, max_width=70)
+        for item, row in sorted(self._rows.items()):
+            done = sum(row.counts.values())
+            table.add_row(item, styled(row.state), str(done) if done else "", row.detail)
+        return table
+
+
+def print_table(console: Console, title: str, columns: Sequence[str], rows: Iterable[Sequence[object]]) -> None:
+    table = Table(title=title, title_justify="left")
+    for column in columns:
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*(str(cell) for cell in row))
+    console.print(table)

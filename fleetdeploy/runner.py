@@ -1,0 +1,222 @@
+"""Runs Ansible through the ansible-runner Python API with live per-host progress.
+
+Secrets never travel through here: the inventory holds only paths of secret files, roles read them with no_log.
+The private data dir (artifacts, event JSON) is a temporary directory removed after every run.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import sys
+import tempfile
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from fleetdeploy.progress import ProgressBoard
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+MAX_FORKS = 50
+
+
+@dataclass
+class HostResult:
+    host: str
+    ok: int = 0
+    changed: int = 0
+    failed: int = 0
+    skipped: int = 0
+    unreachable: bool = False
+    message: str = ""
+    diffs: list[str] = field(default_factory=list)
+    outputs: list[str] = field(default_factory=list)
+
+    @property
+    def state(self) -> str:
+        if self.unreachable:
+            return "unreachable"
+        if self.failed:
+            return "failed"
+        return "changed" if self.changed else "ok"
+
+
+@dataclass
+class RunResult:
+    rc: int
+    hosts: dict[str, HostResult]
+    # Per host, the `res` of every task run with the capture action (health.yml slurps each node's status JSON).
+    captured: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+
+    @property
+    def failed_hosts(self) -> list[str]:
+        return sorted(h for h, r in self.hosts.items() if r.unreachable or r.failed)
+
+    @property
+    def total_changed(self) -> int:
+        return sum(r.changed for r in self.hosts.values())
+
+
+def _first_line(text: object) -> str:
+    lines = str(text).strip().splitlines()
+    return lines[0][:200] if lines else ""
+
+
+def _failure_message(res: dict[str, Any]) -> str:
+    if "censored" in res:
+        return "a task with no_log failed (output hidden to protect secrets)"
+    for key in ("msg", "stderr", "module_stderr", "stdout"):
+        if res.get(key):
+            return _first_line(res[key])
+    return "failed"
+
+
+def render_diff(diff: object) -> str:
+    """Turn Ansible's `diff` result (a dict or a list of dicts) into unified diff text."""
+    parts = diff if isinstance(diff, list) else [diff]
+    chunks: list[str] = []
+    for part in parts:
+        if not isinstance(part, dict):
+            continue
+        if "prepared" in part:
+            chunks.append(str(part["prepared"]).rstrip())
+            continue
+        before, after = part.get("before", ""), part.get("after", "")
+        if not isinstance(before, str) or not isinstance(after, str):
+            before, after = repr(before), repr(after)
+        chunks.append(
+            "".join(
+                difflib.unified_diff(
+                    before.splitlines(keepends=True),
+                    after.splitlines(keepends=True),
+                    fromfile=str(part.get("before_header", "before")),
+                    tofile=str(part.get("after_header", "after")),
+                )
+            ).rstrip()
+        )
+    return "\n".join(chunk for chunk in chunks if chunk)
+
+
+class _EventCollector:
+    """Turns ansible-runner events into per-host results and live board updates."""
+
+    def __init__(self, board: ProgressBoard, capture_action: str | None) -> None:
+        self.board = board
+        self.capture_action = capture_action
+        self.hosts: dict[str, HostResult] = {}
+        self.captured: dict[str, list[dict[str, Any]]] = {}
+
+    def _host(self, name: str) -> HostResult:
+        return self.hosts.setdefault(name, HostResult(host=name))
+
+    def __call__(self, event: dict[str, Any]) -> bool:
+        kind = event.get("event", "")
+        data = event.get("event_data", {})
+        host_name = data.get("host")
+        if not host_name or not kind.startswith("runner_"):
+            return True
+        host = self._host(host_name)
+        res = data.get("res") or {}
+        task = str(data.get("task", ""))
+        if kind == "runner_on_start":
+            if not host.failed and not host.unreachable:
+                self.board.update(host_name, "running", task)
+        elif kind == "runner_on_ok":
+            host.ok += 1
+            self.board.count(host_name, "ok")
+            if res.get("changed"):
+                host.changed += 1
+                if res.get("diff"):
+                    rendered = render_diff(res["diff"])
+                    if rendered:
+                        host.diffs.append(f"--- task: {task}\n{rendered}")
+            if "stdout" in res and data.get("task_action") in ("ansible.builtin.command", "ansible.builtin.shell",
+                                                               "command", "shell"):
+                host.outputs.append(str(res.get("stdout", "")))
+            if self.capture_action and data.get("task_action") == self.capture_action:
+                self.captured.setdefault(host_name, []).append(res)
+        elif kind == "runner_on_failed":
+            if data.get("ignore_errors"):
+                host.ok += 1
+            else:
+                host.failed += 1
+                host.message = host.message or f"{task}: {_failure_message(res)}"
+                if "stdout" in res:
+                    host.outputs.append(str(res.get("stdout", "")))
+                self.board.update(host_name, "failed", host.message)
+        elif kind == "runner_on_unreachable":
+            host.unreachable = True
+            host.message = host.message or _failure_message(res)
+            self.board.update(host_name, "unreachable", host.message)
+        elif kind == "runner_on_skipped":
+            host.skipped += 1
+        return True
+
+    def finish(self) -> None:
+        for name, host in self.hosts.items():
+            if not host.failed and not host.unreachable:
+                self.board.update(name, host.state, f"{host.ok} ok, {host.changed} changed")
+
+
+def _environment() -> dict[str, str]:
+    bin_dir = str(Path(sys.executable).parent)
+    return {
+        "ANSIBLE_CONFIG": str(REPO_ROOT / "ansible.cfg"),
+        "ANSIBLE_ROLES_PATH": str(REPO_ROOT / "roles"),
+        "ANSIBLE_NOCOLOR": "1",
+        # ansible-runner starts ansible-playbook by name: it must be the one beside this interpreter.
+        "PATH": bin_dir + os.pathsep + os.environ.get("PATH", ""),
+    }
+
+
+def forks_for(host_count: int) -> int:
+    return max(1, min(host_count, MAX_FORKS))
+
+
+def run_ansible(
+    console: Console,
+    title: str,
+    inventory_file: Path,
+    hosts: Iterable[str],
+    *,
+    playbook: str | None = None,
+    module: str | None = None,
+    module_args: str | None = None,
+    limit: list[str] | None = None,
+    check: bool = False,
+    capture_action: str | None = None,
+) -> RunResult:
+    """Run a playbook (path relative to the repo) or an ad-hoc module on the inventory's hosts."""
+    import ansible_runner  # imported here: costs ~0.3 s and only runs that configure nodes need it
+
+    targets = sorted(set(limit) if limit else set(hosts))
+    cmdline = "--check --diff" if check else ("--diff" if playbook else "")
+    with tempfile.TemporaryDirectory(prefix="fleetdeploy-runner-") as private_dir:
+        Path(private_dir).chmod(0o700)
+        with ProgressBoard(console, title, targets) as board:
+            collector = _EventCollector(board, capture_action)
+            kwargs: dict[str, Any] = dict(
+                private_data_dir=private_dir,
+                project_dir=str(REPO_ROOT),
+                inventory=str(inventory_file),
+                envvars=_environment(),
+                forks=forks_for(len(targets)),
+                event_handler=collector,
+                suppress_env_files=True,
+                quiet=True,
+                cmdline=cmdline or None,
+                limit=",".join(targets) if limit else None,
+            )
+            if playbook:
+                kwargs["playbook"] = str(REPO_ROOT / playbook)
+            else:
+                kwargs.update(module=module, module_args=module_args, host_pattern=",".join(targets) or "all")
+            runner = ansible_runner.run(**kwargs)
+            collector.finish()
+    for name in targets:
+        collector.hosts.setdefault(name, HostResult(host=name))
+    rc = runner.rc if isinstance(runner.rc, int) else 1
+    return RunResult(rc=rc, hosts=collector.hosts, captured=collector.captured)

@@ -1,0 +1,272 @@
+"""End to end on a real 3-node local fleet: real containers with systemd, sshd and a Docker engine each, real SSH,
+real Ansible through the CLI. Only the service images are test doubles (tests/doubles), loaded from archives.
+
+The tests run in order on one fleet (module-scoped): up → no-op re-run → drift → preemption → partial failure →
+secrets → down.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+ARCHIVES = REPO / ".cache" / "images"
+pytestmark = pytest.mark.e2e
+
+
+@dataclass
+class Fleet:
+    name: str
+    fleet_file: Path
+    token: str
+    env: dict[str, str]
+    volumes_before: set[str]
+    watcher: _CommandLineWatcher
+    outputs: list[str] = field(default_factory=list)
+
+    @property
+    def inventory(self) -> Path:
+        return REPO / "inventory" / f"{self.name}.yml"
+
+    def deploy(self, *args: str, timeout: int = 1500) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run([sys.executable, str(REPO / "deploy.py"), "-f", str(self.fleet_file), *args],
+                                cwd=REPO, env=self.env, capture_output=True, text=True, timeout=timeout)
+        self.outputs.append(result.stdout + result.stderr)
+        return result
+
+    def containers(self) -> dict[str, str]:
+        """instance id → container name, for this fleet's node containers."""
+        out = _docker("ps", "-a", "--filter", f"label=fleetdeploy.fleet={self.name}",
+                      "--format", '{{.Names}} {{.Label "fleetdeploy.instance-id"}}')
+        pairs = (line.split() for line in out.splitlines() if line.strip())
+        return {parts[1]: parts[0] for parts in pairs if len(parts) == 2 and parts[1]}
+
+    def host(self, instance_id: str) -> str:
+        return f"{self.name}-{instance_id}"
+
+
+def _volumes() -> set[str]:
+    return set(_docker("volume", "ls", "-q").split())
+
+
+def _proc_cmdlines(container: str) -> str:
+    return _docker("exec", container, "sh", "-c", "cat /proc/[0-9]*/cmdline 2>/dev/null | tr '\\0' ' '")
+
+
+def _docker(*args: str) -> str:
+    return subprocess.run(["docker", *args], capture_output=True, text=True, check=True, timeout=300).stdout
+
+
+def _table_rows(output: str, title: str) -> dict[str, list[str]]:
+    """Rows of the rich table printed under `title`, keyed by the first cell."""
+    rows: dict[str, list[str]] = {}
+    lines = output.splitlines()
+    start = next((i for i, line in enumerate(lines) if line.strip().startswith(title)), None)
+    assert start is not None, f"no table '{title}' in output:\n{output[-3000:]}"
+    for line in lines[start + 1:]:
+        if not line.strip():
+            break
+        if "│" not in line and "┃" not in line:
+            continue
+        cells = [cell.strip() for cell in line.replace("┃", "│").split("│")[1:-1]]
+        if cells and cells[0] and cells[0] not in ("node", "cluster"):
+            rows[cells[0]] = cells
+    return rows
+
+
+class _CommandLineWatcher:
+    """Samples every process command line on this machine while the fleet is worked on."""
+
+    def __init__(self, secret: str) -> None:
+        self.secret = secret.encode()
+        self.hits: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(0.2):
+            for proc in Path("/proc").iterdir():
+                if not proc.name.isdigit():
+                    continue
+                try:
+                    cmdline = (proc / "cmdline").read_bytes()
+                except OSError:
+                    continue
+                if self.secret in cmdline:
+                    self.hits.append(cmdline.replace(b"\0", b" ").decode(errors="replace")[:200])
+
+    def __enter__(self) -> _CommandLineWatcher:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+@pytest.fixture(scope="module")
+def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
+    for archive in ("bacalhau-double.tar", "sensor-double.tar"):
+        if not (ARCHIVES / archive).is_file():
+            pytest.fail(f"{ARCHIVES / archive} is missing: run scripts/build-images.sh (scripts/setup.sh does)")
+    work = tmp_path_factory.mktemp("fleet")
+    name = f"e2e{uuid.uuid4().hex[:6]}"
+    token = f"tok-E2E-{uuid.uuid4().hex}"
+    token_file = work / "orchestrator.token"
+    token_file.write_text(token + "\n")
+    token_file.chmod(0o600)
+    fleet_file = work / "fleet.yaml"
+    fleet_file.write_text(
+        f"""
+name: {name}
+provider: local
+regions:
+  us-east-1: {{count: 2}}
+  eu-west-1: {{count: 1}}
+orchestrator:
+  endpoint: local
+  token_file: orchestrator.token
+bacalhau:
+  version: v1.9.3
+  image: localhost/bacalhau-double:test
+sensor:
+  version: test
+  image: localhost/sensor-double:test
+images:
+  source: archive
+  bacalhau_archive: {ARCHIVES / 'bacalhau-double.tar'}
+  sensor_archive: {ARCHIVES / 'sensor-double.tar'}
+labels:
+  team: e2e
+"""
+    )
+    env = dict(os.environ, FLEETDEPLOY_STATE_DIR=str(work / "state"), COLUMNS="250", NO_COLOR="1",
+               PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    handle = Fleet(name=name, fleet_file=fleet_file, token=token, env=env, volumes_before=_volumes(),
+                   watcher=_CommandLineWatcher(token))
+    with handle.watcher:
+        yield handle
+        handle.deploy("down", "--yes")
+    for leftover in handle.containers():
+        subprocess.run(["docker", "rm", "-f", "-v", leftover], capture_output=True)
+
+
+def test_1_up_brings_every_node_up_healthy(fleet: Fleet) -> None:
+    result = fleet.deploy("up")
+    assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-3000:]
+    nodes = fleet.containers()
+    assert len(nodes) == 3
+    health = _table_rows(result.stdout, "Fleet health")
+    assert sorted(health) == sorted(fleet.host(i) for i in nodes)
+    assert all(row[1] == "healthy" for row in health.values()), health
+
+    # The health playbook works on its own with the repo's ansible.cfg and inventory/.
+    direct = subprocess.run(["ansible-playbook", "playbooks/health.yml", "-l", f"fleet_{fleet.name}"],
+                            cwd=REPO, env=fleet.env, capture_output=True, text=True, timeout=600)
+    fleet.outputs.append(direct.stdout + direct.stderr)
+    assert direct.returncode == 0, direct.stdout[-4000:]
+
+    # Each node has its JSON status and the cron entry.
+    for instance_id, container in nodes.items():
+        status = json.loads(_docker("exec", container, "cat", "/var/lib/fleet-health/status.json"))
+        assert status["healthy"] is True, status
+        crontab = _docker("exec", container, "crontab", "-l", "-u", "root")
+        assert "fleet-health-check" in crontab
+
+
+def test_2_second_configure_changes_nothing(fleet: Fleet) -> None:
+    result = fleet.deploy("configure")
+    assert result.returncode == 0, result.stdout[-6000:]
+    rows = _table_rows(result.stdout, "Configure summary")
+    assert len(rows) == 3
+    assert all(row[3] == "0" for row in rows.values()), rows
+
+
+def test_3_drift_is_reported_on_that_node_only_then_fixed(fleet: Fleet) -> None:
+    drifted_id, container = sorted(fleet.containers().items())[0]
+    _docker("exec", container, "sed", "-i", "s/DisableAnalytics: true/DisableAnalytics: false/",
+            "/etc/bacalhau/config.yaml")
+    _docker("exec", container, "docker", "stop", "sensor")
+
+    check = fleet.deploy("configure", "--check")
+    assert check.returncode == 0, check.stdout[-6000:]
+    assert f"drift on: {fleet.host(drifted_id)}\n" in check.stdout
+    rows = _table_rows(check.stdout, "Drift report")
+    assert {name for name, row in rows.items() if row[3] != "0"} == {fleet.host(drifted_id)}
+
+    fix = fleet.deploy("configure")
+    assert fix.returncode == 0, fix.stdout[-6000:]
+    health = fleet.deploy("health")
+    assert health.returncode == 0, health.stdout[-4000:]
+    assert "DisableAnalytics: true" in _docker("exec", container, "cat", "/etc/bacalhau/config.yaml")
+
+
+def test_4_preempted_node_is_replaced_and_only_it_is_configured(fleet: Fleet) -> None:
+    before = fleet.containers()
+    victim_id, victim = sorted(before.items())[-1]
+    _docker("rm", "-f", "-v", victim)
+
+    result = fleet.deploy("up")
+    assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
+    after = fleet.containers()
+    assert len(after) == 3 and victim_id not in after
+    (new_id,) = set(after) - set(before)
+    configured = _table_rows(result.stdout, "Configure summary")
+    assert list(configured) == [fleet.host(new_id)]
+    health = _table_rows(result.stdout, "Fleet health")
+    assert len(health) == 3 and all(row[1] == "healthy" for row in health.values()), health
+
+
+def test_5_one_unreachable_node_does_not_stop_the_others(fleet: Fleet) -> None:
+    nodes = sorted(fleet.containers().items())
+    down_id, down_container = nodes[0]
+    # Stop the listener and end open sessions too: ansible's ControlPersist masters would otherwise still work.
+    _docker("exec", down_container, "systemctl", "stop", "ssh.socket", "ssh.service")
+    _docker("exec", down_container, "sh", "-c",
+            "for p in /proc/[0-9]*; do grep -qs '^sshd' $p/comm && kill ${p#/proc/}; done; true")
+    try:
+        result = fleet.deploy("configure")
+        assert result.returncode == 1, result.stdout[-6000:]
+        rows = _table_rows(result.stdout, "Configure summary")
+        assert rows[fleet.host(down_id)][1] == "unreachable"
+        assert all(rows[fleet.host(i)][1] == "ok" for i, _ in nodes[1:]), rows
+    finally:
+        _docker("exec", down_container, "systemctl", "start", "ssh.service")
+    again = fleet.deploy("configure")
+    assert again.returncode == 0, again.stdout[-6000:]
+
+
+def test_6_token_appears_only_in_the_nodes_config(fleet: Fleet) -> None:
+    for output in fleet.outputs:
+        assert fleet.token not in output
+    assert fleet.token not in fleet.inventory.read_text()
+    assert fleet.inventory.stat().st_mode & 0o777 == 0o600
+    assert fleet.watcher.hits == []
+    leftovers = list(Path("/tmp").glob("fleetdeploy-runner-*"))
+    assert leftovers == []
+    for container in fleet.containers().values():
+        assert fleet.token not in _docker("inspect", container)
+        assert fleet.token not in _proc_cmdlines(container)
+        mode = _docker("exec", container, "stat", "-c", "%a %U", "/etc/bacalhau/config.yaml").split()
+        assert mode == ["600", "root"]
+        assert fleet.token in _docker("exec", container, "cat", "/etc/bacalhau/config.yaml")
+
+
+def test_7_down_leaves_nothing_of_the_fleet(fleet: Fleet) -> None:
+    result = fleet.deploy("down", "--yes")
+    assert result.returncode == 0, result.stdout[-4000:]
+    assert fleet.containers() == {}
+    assert _docker("ps", "-a", "--filter", f"name=fleet-{fleet.name}", "-q").strip() == ""
+    assert _docker("network", "ls", "--filter", f"name=fleet-{fleet.name}", "-q").strip() == ""
+    assert _volumes() - fleet.volumes_before == set()
+    assert not fleet.inventory.exists()

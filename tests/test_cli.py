@@ -1,0 +1,137 @@
+"""The CLI through a real subprocess: exit codes, one-line errors, and no SkyPilot import where it isn't needed."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+# Runs deploy.py in-process under a tiny harness that reports whether `sky` got imported.
+HARNESS = textwrap.dedent(
+    """
+    import runpy, sys
+    sys.argv = ["deploy.py", *sys.argv[1:]]
+    code = 0
+    try:
+        runpy.run_path("deploy.py", run_name="__main__")
+    except SystemExit as exit_:
+        code = exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
+    print("SKY-IMPORTED" if "sky" in sys.modules else "SKY-NOT-IMPORTED", file=sys.stderr)
+    sys.exit(code)
+    """
+)
+
+
+def deploy(*args: str, env: dict[str, str] | None = None, cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-c", HARNESS, *args], cwd=cwd, capture_output=True, text=True,
+                          env=env or dict(os.environ, COLUMNS="200"), timeout=120)
+
+
+def error_lines(result: subprocess.CompletedProcess[str]) -> list[str]:
+    return [line for line in result.stderr.splitlines() if line and not line.startswith("SKY-")]
+
+
+@pytest.fixture()
+def token_file(tmp_path: Path) -> Path:
+    path = tmp_path / "orchestrator.token"
+    path.write_text("cli-test-token\n")
+    path.chmod(0o600)
+    return path
+
+
+def write_fleet(tmp_path: Path, body: str) -> Path:
+    path = tmp_path / "fleet.yaml"
+    path.write_text(textwrap.dedent(body))
+    return path
+
+
+GOOD = """
+name: clitest
+regions:
+  us-east-1: {count: 2}
+  eu-west-1: {count: 1, zone: eu-west-1a}
+orchestrator:
+  endpoint: orch.example.com
+  token_file: orchestrator.token
+bacalhau: {version: v1.9.3}
+sensor: {version: "2505081831"}
+"""
+
+
+def test_help_answers_without_importing_skypilot() -> None:
+    result = deploy("--help")
+    assert result.returncode == 0
+    assert "exit codes" in result.stdout and "SKY-NOT-IMPORTED" in result.stderr
+
+
+def test_every_command_has_help() -> None:
+    for command in ("up", "plan", "status", "configure", "health", "ssh", "logs", "exec", "inventory", "down"):
+        result = deploy(command, "--help")
+        assert result.returncode == 0, command
+        assert "SKY-NOT-IMPORTED" in result.stderr
+
+
+def test_plan_renders_tasks_without_skypilot(tmp_path: Path, token_file: Path) -> None:
+    fleet = write_fleet(tmp_path, GOOD)
+    result = deploy("-f", str(fleet), "plan")
+    assert result.returncode == 0, result.stderr
+    assert "clitest-us-east-1" in result.stdout and "clitest-eu-west-1" in result.stdout
+    assert "aws/eu-west-1/eu-west-1a" in result.stdout
+    assert "NO_UPLOAD" in result.stdout
+    assert "cli-test-token" not in result.stdout + result.stderr
+    assert "SKY-NOT-IMPORTED" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "body", "phrase"),
+    [
+        (("plan",), None, "fleet.yaml"),  # missing fleet file
+        (("plan",), GOOD.replace("count: 2", "cont: 2"), "did you mean 'count'"),
+        (("plan",), GOOD.replace("count: 2", "count: 0"), "count"),
+        (("plan",), GOOD.replace("us-east-1", "us-east-9"), "us-east-9"),
+        (("plan",), GOOD.replace("orch.example.com", "http://orch.example.com"), "endpoint"),
+        (("plan",), GOOD.replace("orchestrator.token", "missing.token"), "missing.token"),
+        (("up",), GOOD.replace("count: 2", "count: -1"), "count"),
+        (("down",), GOOD, "--yes"),  # no terminal to confirm on
+        (("logs", "node1", "--tail", "0"), GOOD, "--tail"),
+        (("exec", "all"), GOOD, "exec needs a command"),
+        (("frobnicate",), GOOD, "invalid choice"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(tmp_path: Path, token_file: Path, args: tuple[str, ...],
+                                          body: str | None, phrase: str) -> None:
+    fleet = tmp_path / "fleet.yaml"
+    if body is not None:
+        write_fleet(tmp_path, body)
+    result = deploy("-f", str(fleet), *args)
+    lines = error_lines(result)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert len(lines) == 1, lines
+    assert phrase in lines[0]
+    assert "SKY-NOT-IMPORTED" in result.stderr
+
+
+def test_empty_token_file_is_refused(tmp_path: Path, token_file: Path) -> None:
+    token_file.write_text("  \n")
+    result = deploy("-f", str(write_fleet(tmp_path, GOOD)), "up")
+    assert result.returncode == 2
+    assert "empty" in error_lines(result)[0]
+
+
+def test_local_provider_without_docker_is_exit_2(tmp_path: Path, token_file: Path) -> None:
+    fleet = write_fleet(tmp_path, GOOD.replace("orch.example.com", "local").replace("name: clitest",
+                                                                                     "name: clitest\nprovider: local"))
+    bare_path = tmp_path / "bin"
+    bare_path.mkdir()
+    env = dict(os.environ, PATH=str(bare_path), FLEETDEPLOY_STATE_DIR=str(tmp_path / "state"))
+    result = deploy("-f", str(fleet), "up", env=env)
+    assert result.returncode == 2, result.stdout + result.stderr
+    lines = error_lines(result)
+    assert len(lines) == 1 and "docker" in lines[0]
+    assert not (tmp_path / "state").exists() or not any((tmp_path / "state").rglob("*"))
