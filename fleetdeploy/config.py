@@ -1,0 +1,375 @@
+"""The fleet file: pydantic models and `load_fleet`, which reports every problem as one InputError line."""
+
+from __future__ import annotations
+
+import configparser
+import ipaddress
+import re
+import stat
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
+
+from fleetdeploy.errors import InputError
+from fleetdeploy.fleetfile import KeyPathError as _At
+from fleetdeploy.fleetfile import one_line, read_mapping
+from fleetdeploy.regions import is_known_region, zone_belongs_to
+
+DEFAULT_BACALHAU_VERSION = "v1.9.3"
+MIN_BACALHAU_VERSION = (1, 5, 0)
+BACALHAU_REPOSITORY = "ghcr.io/bacalhau-project/bacalhau"
+SENSOR_REPOSITORY = "ghcr.io/bacalhau-project/sensor-log-generator"
+DEFAULT_LOCAL_NODE_IMAGE = "localhost/fleet-node:trixie"
+RESERVED_LABEL_KEYS = frozenset({"fleet", "region", "zone", "instance-id", "spot"})
+
+_NAME = re.compile(r"[a-z]([a-z0-9-]{0,38}[a-z0-9])?")
+_HOST_LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_HOSTNAME = re.compile(rf"{_HOST_LABEL}(\.{_HOST_LABEL})*\.?")
+_VERSION = re.compile(r"v(\d+)\.(\d+)\.(\d+)")
+_TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
+_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_IMAGE = re.compile(
+    rf"(?:[a-z0-9.-]+(?::[0-9]+)?/)?{_COMPONENT}(?:/{_COMPONENT})*(?::{_TAG.pattern})?(?:@sha256:[0-9a-f]{{64}})?"
+)
+_INSTANCE_TYPE = re.compile(r"[a-z][a-z0-9-]*\.[a-z0-9]+")
+_LABEL_KEY = re.compile(r"[A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?")
+_LABEL_VALUE = re.compile(r"[A-Za-z0-9._:/@+-]{1,255}")
+
+
+def normalize_endpoint(raw: str) -> str:
+    """Return `nats://host:port` or `tls://host:port` for an orchestrator endpoint, or raise ValueError.
+
+    Messages never repeat the value: a user may have pasted a token into it.
+    """
+    value = raw.strip()
+    if not value:
+        raise ValueError("must not be empty")
+    if value == "local":
+        return value
+    if any(c.isspace() for c in value):
+        raise ValueError("must not contain spaces")
+    scheme = "nats"
+    if "://" in value:
+        scheme, value = value.split("://", 1)
+        scheme = scheme.lower()
+        if scheme not in ("nats", "tls"):
+            raise ValueError(f"unsupported scheme '{scheme}://' (use host:port, nats:// or tls://)")
+    if "@" in value:
+        raise ValueError("must not contain credentials (user@ or token@): put the token in orchestrator.token_file")
+    value = value[:-1] if value.endswith("/") else value
+    if any(c in value for c in "/?#"):
+        raise ValueError("must be host[:port] without a path, query or fragment")
+    if value.startswith("["):
+        end = value.find("]")
+        host, rest = (value[1:end], value[end + 1 :]) if end > 0 else ("", "")
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            raise ValueError("has an invalid bracketed IPv6 host") from None
+        if rest and not rest.startswith(":"):
+            raise ValueError("has an invalid port")
+        port = rest[1:] if rest else "4222"
+        host = f"[{host}]"
+    else:
+        if value.count(":") > 1:
+            raise ValueError("IPv6 hosts must be written in brackets: [addr]:port")
+        host, sep, port = value.partition(":")
+        port = port if sep else "4222"
+        if not host:
+            raise ValueError("has an empty host")
+        if not _HOSTNAME.fullmatch(host):
+            raise ValueError("has an invalid host name")
+    if not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise ValueError("has an invalid port (must be 1-65535)")
+    return f"{scheme}://{host.lower()}:{int(port)}"
+
+
+def _check_readable_file(path: Path) -> None:
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        raise ValueError(f"{path}: file not found") from None
+    except OSError as exc:
+        raise ValueError(f"{path}: cannot be read ({exc.strerror})") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise ValueError(f"{path}: not a regular file")
+    try:
+        with path.open("rb"):
+            pass
+    except OSError as exc:
+        raise ValueError(f"{path}: cannot be read ({exc.strerror})") from None
+
+
+def _check_token_file(path: Path) -> None:
+    _check_readable_file(path)
+    mode = stat.S_IMODE(path.stat().st_mode)
+    if mode & 0o004:
+        raise ValueError(f"{path}: readable by every user (mode {mode:04o}); run: chmod 600 {path}")
+    try:
+        empty = not path.read_text(encoding="utf-8").strip()
+    except UnicodeDecodeError:
+        raise ValueError(f"{path}: not UTF-8 text") from None
+    if empty:
+        raise ValueError(f"{path}: file is empty")
+
+
+def read_token(path: Path) -> str:
+    """Read the orchestrator token from its file (only where it is written onto a node or handed to a server)."""
+    try:
+        token = path.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path}: cannot read the orchestrator token ({type(exc).__name__})") from None
+    if not token:
+        raise InputError(f"{path}: orchestrator token file is empty")
+    return token
+
+
+def _resolve_path(value: Any, info: ValidationInfo) -> Any:
+    """Resolve a path against the fleet file's directory (passed as validation context)."""
+    if value is None or isinstance(value, Path):
+        return value
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError("must be a non-empty file path")
+    base = Path((info.context or {}).get("base_dir", "."))
+    path = Path(value.strip()).expanduser()
+    return (path if path.is_absolute() else base / path).resolve()
+
+
+def _check_image(value: str) -> str:
+    if not _IMAGE.fullmatch(value):
+        raise ValueError("is not a valid image reference (registry/name:tag)")
+    last = value.rsplit("/", 1)[-1]
+    if "@" not in last and ":" not in last:
+        raise ValueError("needs a pinned tag (name:tag)")
+    if last.split("@")[0].endswith(":latest"):
+        raise ValueError("must pin a version, not ':latest'")
+    return value
+
+
+def _check_instance_type(value: str | None) -> str | None:
+    if value is not None and not _INSTANCE_TYPE.fullmatch(value):
+        raise ValueError("is not an EC2 instance type (e.g. t3.medium)")
+    return value
+
+
+class _Model(BaseModel):
+    # strict: YAML already gives typed values; 'yes' -> True or 3.0 -> 3 would hide mistakes.
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class RegionSpec(_Model):
+    count: int = Field(ge=1, le=1000)
+    zone: str | None = None
+    instance_type: str | None = None
+
+    _instance_type = field_validator("instance_type")(_check_instance_type)
+
+
+class DefaultsSpec(_Model):
+    instance_type: str = "t3.medium"
+    spot: bool = True
+    disk_size_gb: int = Field(default=30, ge=8, le=16384)
+    image_id: str | None = None
+
+    _instance_type = field_validator("instance_type")(_check_instance_type)
+
+    @field_validator("image_id")
+    @classmethod
+    def _image_id(cls, value: str | None) -> str | None:
+        if value is not None and (not value or any(c.isspace() for c in value)):
+            raise ValueError("must be a non-empty id without spaces (e.g. ami-0123456789abcdef0)")
+        return value
+
+
+class OrchestratorSpec(_Model):
+    endpoint: str
+    token_file: Path
+
+    _resolve = field_validator("token_file", mode="before")(_resolve_path)
+
+    @field_validator("endpoint")
+    @classmethod
+    def _endpoint(cls, value: str) -> str:
+        return normalize_endpoint(value)
+
+    @field_validator("token_file")
+    @classmethod
+    def _token_file(cls, value: Path) -> Path:
+        _check_token_file(value)
+        return value
+
+
+class AwsCredentialsSpec(_Model):
+    file: Path
+    profile: str = "default"
+
+    _resolve = field_validator("file", mode="before")(_resolve_path)
+
+    @model_validator(mode="after")
+    def _parse(self) -> AwsCredentialsSpec:
+        try:
+            _check_readable_file(self.file)
+        except ValueError as exc:
+            raise _At("file", str(exc)) from None
+        parser = configparser.ConfigParser(interpolation=None)
+        try:
+            parser.read_string(self.file.read_text(encoding="utf-8"))
+        except (configparser.Error, UnicodeDecodeError):
+            # configparser messages quote the offending line, which may hold a key: name the file only.
+            raise _At("file", f"{self.file}: not an INI credentials file") from None
+        if not parser.has_section(self.profile):
+            raise _At("profile", f"profile '{self.profile}' not found in {self.file}")
+        for key in ("aws_access_key_id", "aws_secret_access_key"):
+            if not parser.get(self.profile, key, fallback="").strip():
+                raise _At("file", f"{self.file}: profile '{self.profile}' has no {key}")
+        return self
+
+
+class BacalhauSpec(_Model):
+    version: str = DEFAULT_BACALHAU_VERSION
+    image: str = ""
+
+    @field_validator("version")
+    @classmethod
+    def _version(cls, value: str) -> str:
+        match = _VERSION.fullmatch(value)
+        if not match:
+            raise ValueError("must look like vX.Y.Z (e.g. v1.9.3)")
+        if tuple(int(part) for part in match.groups()) < MIN_BACALHAU_VERSION:
+            raise ValueError("must be v1.5.0 or newer (the config schema this tool writes)")
+        return value
+
+    @model_validator(mode="after")
+    def _image(self) -> BacalhauSpec:
+        self.image = self.image or f"{BACALHAU_REPOSITORY}:{self.version}"
+        try:
+            _check_image(self.image)
+        except ValueError as exc:
+            raise _At("image", str(exc)) from None
+        return self
+
+
+class SensorSpec(_Model):
+    version: str
+    image: str = ""
+
+    @field_validator("version")
+    @classmethod
+    def _version(cls, value: str) -> str:
+        if not _TAG.fullmatch(value) or value == "latest":
+            raise ValueError("must be a pinned image tag (not 'latest')")
+        return value
+
+    @model_validator(mode="after")
+    def _image(self) -> SensorSpec:
+        self.image = self.image or f"{SENSOR_REPOSITORY}:{self.version}"
+        try:
+            _check_image(self.image)
+        except ValueError as exc:
+            raise _At("image", str(exc)) from None
+        return self
+
+
+class ImagesSpec(_Model):
+    source: Literal["registry", "archive"] = "registry"
+    bacalhau_archive: Path | None = None
+    sensor_archive: Path | None = None
+
+    _resolve = field_validator("bacalhau_archive", "sensor_archive", mode="before")(_resolve_path)
+
+    @model_validator(mode="after")
+    def _archives(self) -> ImagesSpec:
+        for key in ("bacalhau_archive", "sensor_archive"):
+            path = getattr(self, key)
+            if self.source == "registry" and path is not None:
+                raise _At(key, "only used with source: archive")
+            if self.source == "archive":
+                if path is None:
+                    raise _At(key, "required when source is archive")
+                try:
+                    _check_readable_file(path)
+                except ValueError as exc:
+                    raise _At(key, str(exc)) from None
+        return self
+
+
+class LocalSpec(_Model):
+    privileged: bool = False
+    node_image: str = DEFAULT_LOCAL_NODE_IMAGE
+
+    _node_image = field_validator("node_image")(_check_image)
+
+
+class Fleet(_Model):
+    name: str
+    provider: Literal["skypilot", "local"] = "skypilot"
+    regions: dict[str, RegionSpec]
+    defaults: DefaultsSpec = Field(default_factory=DefaultsSpec)
+    orchestrator: OrchestratorSpec
+    aws_credentials: AwsCredentialsSpec | None = None
+    bacalhau: BacalhauSpec = Field(default_factory=BacalhauSpec)
+    sensor: SensorSpec
+    images: ImagesSpec = Field(default_factory=ImagesSpec)
+    labels: dict[str, str] = Field(default_factory=dict)
+    local: LocalSpec = Field(default_factory=LocalSpec)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not _NAME.fullmatch(value):
+            raise ValueError(
+                "must be 1-40 lower-case letters, digits or '-', start with a letter and end with a letter or digit"
+            )
+        return value
+
+    @field_validator("regions")
+    @classmethod
+    def _regions(cls, value: dict[str, RegionSpec]) -> dict[str, RegionSpec]:
+        if not value:
+            raise ValueError("at least one region is required")
+        for region, spec in value.items():
+            if not is_known_region(region):
+                raise _At(region, "unknown AWS region")
+            if spec.zone is not None and not zone_belongs_to(spec.zone, region):
+                raise _At(f"{region}.zone", f"zone '{spec.zone}' is not in region {region}")
+        return value
+
+    @field_validator("labels")
+    @classmethod
+    def _labels(cls, value: dict[str, str]) -> dict[str, str]:
+        for key, label in value.items():
+            if not _LABEL_KEY.fullmatch(key):
+                raise _At(key, "label keys use letters, digits, '.', '_' or '-' (at most 63)")
+            if key.lower() in RESERVED_LABEL_KEYS:
+                raise _At(key, f"reserved label key (set by the tool: {', '.join(sorted(RESERVED_LABEL_KEYS))})")
+            if not _LABEL_VALUE.fullmatch(label):
+                raise _At(key, "label values are 1-255 of letters, digits or . _ : / @ + -")
+        return value
+
+    @model_validator(mode="after")
+    def _provider_rules(self) -> Fleet:
+        if self.orchestrator.endpoint == "local" and self.provider != "local":
+            raise _At("orchestrator.endpoint", "'local' is only allowed with provider: local")
+        if "local" in self.model_fields_set and self.provider != "local":
+            raise _At("local", "only used with provider: local")
+        return self
+
+    @property
+    def total_nodes(self) -> int:
+        """Number of nodes over all regions."""
+        return sum(spec.count for spec in self.regions.values())
+
+    def cluster_name(self, region: str) -> str:
+        """The SkyPilot/local cluster name of one region: `<name>-<region>`."""
+        return f"{self.name}-{region}"
+
+
+def load_fleet(path: str | Path) -> Fleet:
+    """Load and validate a fleet file; every problem becomes an InputError with one line naming file and key."""
+    path = Path(path)
+    data = read_mapping(path)
+    try:
+        return Fleet.model_validate(data, context={"base_dir": path.resolve().parent})
+    except ValidationError as exc:
+        raise InputError(f"{path}: {one_line(exc, Fleet)}") from None

@@ -1,0 +1,186 @@
+"""Inventory builder: architecture.md shape, stable names, no secret values, 0600 file real Ansible can read."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import stat
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import yaml
+
+from fleetdeploy.config import Fleet, load_fleet
+from fleetdeploy.errors import FleetError
+from fleetdeploy.inventory import build_inventory, inventory_path, write_inventory
+from fleetdeploy.nodes import Node
+
+TOKEN = "orchestrator-token-7c1d2e"
+AWS_SECRET = "aws-secret-key-0f9e8d"
+
+
+@pytest.fixture()
+def fleet(tmp_path: Path) -> Fleet:
+    token = tmp_path / "token"
+    token.write_text(TOKEN)
+    token.chmod(0o600)
+    (tmp_path / "creds").write_text(f"[edge]\naws_access_key_id = AKIAEXAMPLE\naws_secret_access_key = {AWS_SECRET}\n")
+    (tmp_path / "b.tar").write_bytes(b"b")
+    (tmp_path / "s.tar").write_bytes(b"s")
+    data = {
+        "name": "edge-demo",
+        "regions": {"us-east-1": {"count": 2}, "eu-west-1": {"count": 1}},
+        "orchestrator": {"endpoint": "orch.example.com", "token_file": "token"},
+        "aws_credentials": {"file": "creds", "profile": "edge"},
+        "sensor": {"version": "1.0.0"},
+        "images": {"source": "archive", "bacalhau_archive": "b.tar", "sensor_archive": "s.tar"},
+        "labels": {"team": "edge", "env": "test"},
+    }
+    (tmp_path / "fleet.yaml").write_text(yaml.safe_dump(data))
+    return load_fleet(tmp_path / "fleet.yaml")
+
+
+def node(instance_id: str, region: str, host: str, zone: str | None = None) -> Node:
+    return Node(
+        instance_id=instance_id,
+        cluster=f"edge-demo-{region}",
+        region=region,
+        zone=zone,
+        host=host,
+        port=22,
+        user="ubuntu",
+        key_file="/root/.sky/clients/abcd/ssh/sky-key",
+        spot=True,
+    )
+
+
+NODES = [
+    node("i-0bbb", "us-east-1", "198.51.100.2", "us-east-1a"),
+    node("i-0aaa", "us-east-1", "198.51.100.1", "us-east-1a"),
+    node("i-0ccc", "eu-west-1", "198.51.100.3"),
+]
+
+
+def test_shape_and_vars(fleet: Fleet, tmp_path: Path) -> None:
+    inv = build_inventory(fleet, NODES, {})
+    group = inv["all"]["children"]["fleet_edge_demo"]
+    assert list(group["children"]) == ["edge_demo_eu_west_1", "edge_demo_us_east_1"]
+    east = group["children"]["edge_demo_us_east_1"]["hosts"]
+    assert list(east) == ["edge-demo-i-0aaa", "edge-demo-i-0bbb"]
+    assert east["edge-demo-i-0aaa"] == {
+        "ansible_host": "198.51.100.1",
+        "ansible_port": 22,
+        "ansible_user": "ubuntu",
+        "ansible_ssh_private_key_file": "/root/.sky/clients/abcd/ssh/sky-key",
+        "fleet_cluster": "edge-demo-us-east-1",
+        "fleet_region": "us-east-1",
+        "fleet_zone": "us-east-1a",
+        "fleet_instance_id": "i-0aaa",
+        "fleet_spot": True,
+    }
+    assert group["vars"] == {
+        "fleet_name": "edge-demo",
+        "fleet_provider": "skypilot",
+        "bacalhau_version": "v1.9.3",
+        "bacalhau_image": "ghcr.io/bacalhau-project/bacalhau:v1.9.3",
+        "bacalhau_image_source": "archive",
+        "bacalhau_orchestrator_endpoint": "nats://orch.example.com:4222",
+        "bacalhau_orchestrator_token_file": str(tmp_path / "token"),
+        "bacalhau_labels": {"env": "test", "team": "edge"},
+        "sensor_image": "ghcr.io/bacalhau-project/sensor-log-generator:1.0.0",
+        "sensor_image_source": "archive",
+        "aws_credentials_enabled": True,
+        "bacalhau_image_archive": str(tmp_path / "b.tar"),
+        "sensor_image_archive": str(tmp_path / "s.tar"),
+        "aws_credentials_source_file": str(tmp_path / "creds"),
+        "aws_credentials_profile": "edge",
+    }
+
+
+def test_stable_across_reordering(fleet: Fleet) -> None:
+    first = build_inventory(fleet, NODES, {})
+    again = build_inventory(fleet, list(reversed(NODES)), {})
+    assert yaml.safe_dump(first, sort_keys=False) == yaml.safe_dump(again, sort_keys=False)
+    # A replaced worker takes the old IP order slot: names still follow instance ids.
+    swapped = [replace(NODES[0], host="198.51.100.1"), replace(NODES[1], host="198.51.100.9"), NODES[2]]
+    hosts = build_inventory(fleet, swapped, {})["all"]["children"]["fleet_edge_demo"]["children"][
+        "edge_demo_us_east_1"
+    ]["hosts"]
+    assert hosts["edge-demo-i-0bbb"]["ansible_host"] == "198.51.100.1"
+
+
+def test_registry_fleet_has_no_archive_or_aws_vars(fleet: Fleet, tmp_path: Path) -> None:
+    data = yaml.safe_load((tmp_path / "fleet.yaml").read_text())
+    del data["images"], data["aws_credentials"]
+    (tmp_path / "fleet.yaml").write_text(yaml.safe_dump(data))
+    group_vars = build_inventory(load_fleet(tmp_path / "fleet.yaml"), [], {})["all"]["children"]["fleet_edge_demo"][
+        "vars"
+    ]
+    assert group_vars["aws_credentials_enabled"] is False
+    assert not {"bacalhau_image_archive", "sensor_image_archive", "aws_credentials_source_file"} & set(group_vars)
+
+
+def test_extra_vars_and_sanitised_names(fleet: Fleet) -> None:
+    odd = node("Container_ABC.1", "us-east-1", "127.0.0.1")
+    extra = {
+        "docker_daemon_environment": {"DOCKER_ALLOW_IPV6_ON_IPV4_INTERFACE": "1"},
+        "sensor_identity_imds_enabled": False,
+    }
+    inv = build_inventory(fleet, [odd], extra)
+    group = inv["all"]["children"]["fleet_edge_demo"]
+    assert list(group["children"]["edge_demo_us_east_1"]["hosts"]) == ["edge-demo-container-abc-1"]
+    assert group["children"]["edge_demo_eu_west_1"] == {"hosts": {}}
+    assert group["vars"]["sensor_identity_imds_enabled"] is False
+    assert group["vars"]["docker_daemon_environment"] == {"DOCKER_ALLOW_IPV6_ON_IPV4_INTERFACE": "1"}
+
+
+def test_duplicate_host_names_are_refused(fleet: Fleet) -> None:
+    with pytest.raises(FleetError, match="same inventory host name"):
+        build_inventory(fleet, [NODES[0], replace(NODES[0], region="eu-west-1")], {})
+
+
+def test_written_file_is_0600_has_no_secret_and_parses_with_ansible(fleet: Fleet, tmp_path: Path) -> None:
+    path = inventory_path(tmp_path / "repo", fleet)
+    assert path == tmp_path / "repo" / "inventory" / "edge-demo.yml"
+    old_umask = os.umask(0)  # even a permissive umask must not widen the file
+    try:
+        write_inventory(path, build_inventory(fleet, NODES, {}))
+    finally:
+        os.umask(old_umask)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    text = path.read_text()
+    assert TOKEN not in text and AWS_SECRET not in text and "AKIAEXAMPLE" not in text
+    assert [p.name for p in path.parent.iterdir()] == ["edge-demo.yml"]  # no temp file left behind
+
+    ansible_inventory = shutil.which("ansible-inventory") or str(Path(sys.executable).parent / "ansible-inventory")
+    result = subprocess.run(
+        [ansible_inventory, "-i", str(path), "--list"],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=Path(__file__).resolve().parents[1],  # the project ansible.cfg, as the runner uses it
+        env={**os.environ, "ANSIBLE_INVENTORY_UNPARSED_FAILED": "true"},
+    )
+    assert result.returncode == 0, result.stderr
+    listed = json.loads(result.stdout)
+    assert sorted(listed["edge_demo_us_east_1"]["hosts"]) == ["edge-demo-i-0aaa", "edge-demo-i-0bbb"]
+    assert listed["fleet_edge_demo"]["children"] == ["edge_demo_eu_west_1", "edge_demo_us_east_1"]
+    hostvars = listed["_meta"]["hostvars"]["edge-demo-i-0ccc"]
+    assert (
+        hostvars["fleet_zone"] is None and hostvars["bacalhau_orchestrator_endpoint"] == "nats://orch.example.com:4222"
+    )
+    assert TOKEN not in result.stdout
+
+
+def test_rewrite_replaces_atomically(fleet: Fleet, tmp_path: Path) -> None:
+    path = tmp_path / "inv.yml"
+    write_inventory(path, build_inventory(fleet, NODES, {}))
+    inode = path.stat().st_ino
+    write_inventory(path, build_inventory(fleet, NODES[:1], {}))
+    assert path.stat().st_ino != inode
+    assert "i-0ccc" not in path.read_text()
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600

@@ -1,0 +1,252 @@
+"""SkyPilot provider against the `sky` TEST DOUBLE (tests/sky_double.py), which answers with real sky classes."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import requests
+import yaml
+from sky_double import KEY_PATH, FakeCluster, FakeNode, SkyDouble, status_record
+
+from fleetdeploy.config import Fleet, load_fleet
+from fleetdeploy.errors import FleetError
+from fleetdeploy.providers.skypilot import SkyPilotProvider, nodes_from_status
+
+REPO = Path(__file__).resolve().parents[1]
+UP = SkyDouble.ClusterStatus.UP
+INIT = SkyDouble.ClusterStatus.INIT
+E1, W2 = "demo-eu-west-1", "demo-us-west-2"
+
+
+def make_fleet(tmp_path: Path, regions: dict[str, dict[str, object]] | None = None) -> Fleet:
+    token = tmp_path / "token"
+    token.write_text("tok\n")
+    token.chmod(0o600)
+    data = {
+        "name": "demo",
+        "regions": regions or {"us-west-2": {"count": 2, "zone": "us-west-2b"}, "eu-west-1": {"count": 1}},
+        "orchestrator": {"endpoint": "orch.example.com", "token_file": "token"},
+        "sensor": {"version": "1.0.0"},
+    }
+    path = tmp_path / "fleet.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return load_fleet(path)
+
+
+class Progress:
+    def __init__(self) -> None:
+        self.messages: list[tuple[str, str]] = []
+
+    def __call__(self, cluster: str, message: str) -> None:
+        self.messages.append((cluster, message))
+
+
+@pytest.fixture()
+def fleet(tmp_path: Path) -> Fleet:
+    return make_fleet(tmp_path)
+
+
+def up_cluster(name: str, region: str, count: int, status: object = UP, base: int = 1) -> FakeCluster:
+    nodes = [FakeNode(f"i-{name}-{i}", f"198.51.100.{base + i}") for i in range(count)]
+    return FakeCluster(name, region, None, status, nodes)
+
+
+def test_all_launches_submitted_before_first_get(fleet: Fleet) -> None:
+    double = SkyDouble()
+    progress = Progress()
+    outcomes = SkyPilotProvider(fleet, sdk_loader=lambda: double).up(progress)
+    assert [(o.cluster, o.ok, o.action) for o in outcomes] == [(E1, True, "launched"), (W2, True, "launched")]
+    kinds = [kind for kind, _ in double.calls]
+    launches = [i for i, k in enumerate(kinds) if k == "launch"]
+    gets_after_status = [i for i, k in enumerate(kinds) if k == "get"][1:]
+    assert len(launches) == 2 and max(launches) < min(gets_after_status)
+    assert len(double.clusters[W2].nodes) == 2 and double.clusters[W2].zone == "us-west-2b"
+    task = double.launched_tasks[W2]
+    assert task.num_nodes == 2 and next(iter(task.resources)).use_spot is True
+    assert (W2, "submitted") in progress.messages and (E1, "launched") in progress.messages
+
+
+def test_in_flight_is_bounded(tmp_path: Path) -> None:
+    regions = {r: {"count": 1} for r in ("us-east-1", "us-east-2", "us-west-1", "us-west-2", "eu-west-1")}
+    fleet = make_fleet(tmp_path, regions)
+    double = SkyDouble()
+    SkyPilotProvider(fleet, sdk_loader=lambda: double, max_in_flight=2).up(Progress())
+    outstanding = peak = 0
+    for kind, _ in double.calls[2:]:  # skip the status request and its get
+        outstanding += 1 if kind == "launch" else -1
+        peak = max(peak, outstanding)
+    assert peak == 2
+    assert len(double.clusters) == 5
+
+
+def test_healthy_clusters_are_left_alone(fleet: Fleet) -> None:
+    double = SkyDouble()
+    double.add(up_cluster(W2, "us-west-2", 2))
+    double.add(up_cluster(E1, "eu-west-1", 1, base=10))
+    outcomes = SkyPilotProvider(fleet, sdk_loader=lambda: double).up(Progress())
+    assert {o.action for o in outcomes} == {"unchanged"}
+    assert not [c for c in double.calls if c[0] == "launch"]
+
+
+def test_relaunch_on_init_short_and_missing(fleet: Fleet) -> None:
+    double = SkyDouble()
+    double.add(up_cluster(W2, "us-west-2", 2, status=INIT))
+    outcomes = SkyPilotProvider(fleet, sdk_loader=lambda: double).up(Progress())
+    assert [(o.cluster, o.action) for o in outcomes] == [(E1, "launched"), (W2, "relaunched")]
+    # survivors kept: the two existing instance ids are still there
+    assert [n.instance_id for n in double.clusters[W2].nodes] == [f"i-{W2}-0", f"i-{W2}-1"]
+
+    short = SkyDouble()
+    short.add(up_cluster(W2, "us-west-2", 1))
+    short.add(up_cluster(E1, "eu-west-1", 1, base=10))
+    outcomes = SkyPilotProvider(fleet, sdk_loader=lambda: short).up(Progress())
+    assert [(o.cluster, o.action) for o in outcomes] == [(E1, "unchanged"), (W2, "relaunched")]
+    assert len(short.clusters[W2].nodes) == 2
+
+
+@pytest.mark.parametrize(
+    ("error", "phrase"),
+    [
+        (SkyDouble.exceptions.CloudUserIdentityError("no identity"), "AWS credentials are missing or unusable"),
+        (SkyDouble.exceptions.NoCloudAccessError("no access"), "no usable cloud access"),
+        (requests.exceptions.ConnectionError("catalog\nline two"), "cannot reach the SkyPilot API server"),
+        (RuntimeError("boom\nsecond line"), "RuntimeError: boom"),
+    ],
+)
+def test_failing_region_does_not_stop_the_others(fleet: Fleet, error: BaseException, phrase: str) -> None:
+    double = SkyDouble(launch_errors={W2: error})
+    progress = Progress()
+    outcomes = {o.cluster: o for o in SkyPilotProvider(fleet, sdk_loader=lambda: double).up(progress)}
+    assert outcomes[E1].ok and outcomes[E1].action == "launched"
+    assert not outcomes[W2].ok and outcomes[W2].action == "failed"
+    assert outcomes[W2].error is not None and phrase in outcomes[W2].error and "\n" not in outcomes[W2].error
+    assert any(c == W2 and m.startswith("failed:") for c, m in progress.messages)
+
+
+def test_submit_error_and_status_error(fleet: Fleet) -> None:
+    double = SkyDouble(submit_errors={E1: SkyDouble.exceptions.NoCloudAccessError("x")})
+    outcomes = {o.cluster: o for o in SkyPilotProvider(fleet, sdk_loader=lambda: double).up(Progress())}
+    assert not outcomes[E1].ok and outcomes[W2].ok
+
+    broken = SkyDouble(status_error=requests.exceptions.ConnectionError("api down"))
+    outcomes_list = SkyPilotProvider(fleet, sdk_loader=lambda: broken).up(Progress())
+    assert [o.ok for o in outcomes_list] == [False, False]
+    with pytest.raises(FleetError, match="cannot read cluster status"):
+        SkyPilotProvider(fleet, sdk_loader=lambda: broken).nodes()
+
+
+def test_down_only_own_clusters(fleet: Fleet) -> None:
+    double = SkyDouble(down_errors={E1: SkyDouble.exceptions.CloudUserIdentityError("denied")})
+    double.add(up_cluster(W2, "us-west-2", 2))
+    double.add(up_cluster(E1, "eu-west-1", 1, base=10))
+    double.add(up_cluster("demo-us-west-2-other", "us-west-2", 1, base=20))
+    double.add(up_cluster("other-us-west-2", "us-west-2", 1, base=30))
+    outcomes = {o.cluster: o for o in SkyPilotProvider(fleet, sdk_loader=lambda: double).down(Progress())}
+    assert [name for kind, name in double.calls if kind == "down"] == [E1, W2]
+    assert outcomes[W2].ok and outcomes[W2].action == "removed"
+    assert not outcomes[E1].ok and "AWS credentials" in (outcomes[E1].error or "")
+    assert set(double.clusters) == {E1, "demo-us-west-2-other", "other-us-west-2"}
+
+
+def test_down_missing_cluster_is_fine(fleet: Fleet) -> None:
+    double = SkyDouble()
+    double.add(up_cluster(W2, "us-west-2", 2))
+    outcomes = {o.cluster: o for o in SkyPilotProvider(fleet, sdk_loader=lambda: double).down(Progress())}
+    assert outcomes[E1].ok and outcomes[E1].action == "unchanged"
+    assert [name for kind, name in double.calls if kind == "down"] == [W2]
+
+
+def test_nodes_two_regions_multi_node(fleet: Fleet) -> None:
+    double = SkyDouble()
+    SkyPilotProvider(fleet, sdk_loader=lambda: double).up(Progress())
+    double.add(up_cluster("other-eu-west-1", "eu-west-1", 1, base=50))
+    nodes = SkyPilotProvider(fleet, sdk_loader=lambda: double).nodes()
+    assert [(n.cluster, n.region) for n in nodes] == [(E1, "eu-west-1"), (W2, "us-west-2"), (W2, "us-west-2")]
+    by_id = {n.instance_id: n for n in nodes}
+    assert len(by_id) == 3
+    for node in nodes:
+        assert node.user == "ubuntu" and node.port == 22 and node.spot is True
+        assert node.key_file == os.path.expanduser(KEY_PATH)
+        assert (
+            double.clusters[node.cluster]
+            .nodes[[x.instance_id for x in double.clusters[node.cluster].nodes].index(node.instance_id)]
+            .ip
+            == node.host
+        )
+    assert {n.zone for n in nodes if n.cluster == W2} == {"us-west-2b"}
+    assert ("status", f"{E1},{W2}") in double.calls
+
+
+def test_nodes_skip_init_and_missing_ips() -> None:
+    healthy = up_cluster("f-us-east-1", "us-east-1", 3)
+    init = up_cluster("f-us-east-2", "us-east-2", 2, status=INIT, base=20)
+    no_ip = up_cluster("f-us-west-1", "us-west-1", 2, base=30)
+    no_ip.nodes[1].ip = None
+    nodes = nodes_from_status([status_record(c, True) for c in (healthy, init, no_ip)])
+    assert [n.instance_id for n in nodes] == ["i-f-us-east-1-0", "i-f-us-east-1-1", "i-f-us-east-1-2"]
+    assert [n.host for n in nodes] == ["198.51.100.1", "198.51.100.2", "198.51.100.3"]
+
+
+def test_nodes_shared_ip_different_ports_and_order_independent() -> None:
+    cluster = FakeCluster(
+        "f-us-east-1",
+        "us-east-1",
+        "us-east-1a",
+        UP,
+        [FakeNode("i-b", "192.0.2.9", 2201), FakeNode("i-a", "192.0.2.9", 2202)],
+    )
+    nodes = nodes_from_status([status_record(cluster, True)])
+    assert {(n.instance_id, n.port) for n in nodes} == {("i-b", 2201), ("i-a", 2202)}
+    assert {n.zone for n in nodes} == {"us-east-1a"}
+    cluster.nodes.reverse()
+    assert {(n.instance_id, n.port) for n in nodes_from_status([status_record(cluster, True)])} == {
+        ("i-b", 2201),
+        ("i-a", 2202),
+    }
+
+
+def test_nodes_need_credentials_and_fall_back_without_cluster_info() -> None:
+    cluster = up_cluster("f-us-east-1", "us-east-1", 1)
+    with pytest.raises(FleetError, match="no SSH credentials"):
+        nodes_from_status([status_record(cluster, False)])
+    cluster.with_cluster_info = False
+    (node,) = nodes_from_status([status_record(cluster, True)])
+    assert node.instance_id == "ip-198-51-100-1-22"
+
+
+def test_plan_and_import_do_not_import_sky(fleet: Fleet, tmp_path: Path) -> None:
+    script = textwrap.dedent(
+        f"""
+        import sys
+        from fleetdeploy.config import load_fleet
+        from fleetdeploy.providers.skypilot import SkyPilotProvider
+        plans = SkyPilotProvider(load_fleet({str(tmp_path / "fleet.yaml")!r})).plan()
+        assert [p.cluster for p in plans] == ["demo-eu-west-1", "demo-us-west-2"], plans
+        assert "infra: aws/us-west-2/us-west-2b" in plans[1].rendered_task
+        assert plans[1].num_nodes == 2 and plans[1].spot
+        print("sky" in sys.modules, any(m.startswith("sky.") for m in sys.modules))
+        """
+    )
+    result = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "False False"
+
+
+def test_loader_disables_usage_collection(monkeypatch: pytest.MonkeyPatch, fleet: Fleet) -> None:
+    script = textwrap.dedent(
+        """
+        import os
+        os.environ.pop("SKYPILOT_DISABLE_USAGE_COLLECTION", None)
+        from fleetdeploy.providers.skypilot import load_sky
+        sky = load_sky()
+        print(os.environ["SKYPILOT_DISABLE_USAGE_COLLECTION"], hasattr(sky.exceptions, "ClusterDoesNotExist"))
+        """
+    )
+    result = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "1 True"

@@ -1,0 +1,124 @@
+"""SkyPilot task files and rendered tasks load with the real sky.Task.from_yaml and carry no secret, no port.
+
+Stops at the SDK boundary: from_yaml works offline, anything touching the instance catalog does not
+(DESIGN.md §2) - so never repr() a Task here (its repr reads the catalog).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from fleetdeploy.config import Fleet, load_fleet
+from fleetdeploy.providers.skypilot_task import TEMPLATE, render_task, to_yaml
+
+REPO = Path(__file__).resolve().parents[1]
+TASK_FILES = sorted((REPO / "skypilot-tasks").glob("*.yaml"))
+TOKEN = "tok-9f8e7d6c5b4a-secret"
+FORBIDDEN_KEYS = {"envs", "secrets", "ports", "file_mounts", "workdir", "run"}
+
+
+@pytest.fixture(scope="module")
+def sky() -> Any:
+    os.environ["SKYPILOT_DISABLE_USAGE_COLLECTION"] = "1"
+    import sky  # noqa: PLC0415 - lazily, like the provider
+
+    return sky
+
+
+@pytest.fixture()
+def fleet(tmp_path: Path) -> Fleet:
+    token = tmp_path / "token"
+    token.write_text(TOKEN)
+    token.chmod(0o600)
+    creds = tmp_path / "creds"
+    creds.write_text("[default]\naws_access_key_id = AKIASECRETID\naws_secret_access_key = SECRETKEYVALUE\n")
+    data = {
+        "name": "demo",
+        "regions": {
+            "us-east-1": {"count": 3, "zone": "us-east-1c", "instance_type": "c5.large"},
+            "eu-central-1": {"count": 1},
+        },
+        "defaults": {"spot": False, "disk_size_gb": 40, "image_id": "ami-0123456789abcdef0"},
+        "orchestrator": {"endpoint": "nats://orch.example.com:4222", "token_file": "token"},
+        "aws_credentials": {"file": "creds"},
+        "sensor": {"version": "1.0.0"},
+        "labels": {"team": "edge"},
+    }
+    (tmp_path / "fleet.yaml").write_text(yaml.safe_dump(data))
+    return load_fleet(tmp_path / "fleet.yaml")
+
+
+def _keys(value: Any) -> set[str]:
+    if isinstance(value, dict):
+        return set(value) | {k for v in value.values() for k in _keys(v)}
+    if isinstance(value, list):
+        return {k for v in value for k in _keys(v)}
+    return set()
+
+
+def test_task_files_exist() -> None:
+    assert TEMPLATE in TASK_FILES
+
+
+@pytest.mark.parametrize("path", TASK_FILES, ids=[p.name for p in TASK_FILES])
+def test_task_files_load_with_real_sky(sky: Any, path: Path) -> None:
+    task = sky.Task.from_yaml(str(path))
+    (resources,) = task.resources
+    assert resources.ports is None
+    assert not task.envs and not task.secrets
+    data = yaml.safe_load(path.read_text())
+    assert not FORBIDDEN_KEYS & _keys(data)
+    assert data["config"] == {"aws": {"remote_identity": "NO_UPLOAD"}}
+    assert "python3" in data["setup"]
+
+
+def test_rendered_tasks_load_and_match_the_fleet(sky: Any, fleet: Fleet, tmp_path: Path) -> None:
+    for region in fleet.regions:
+        text = to_yaml(render_task(fleet, region))
+        path = tmp_path / f"{region}.yaml"
+        path.write_text(text)
+        task = sky.Task.from_yaml(str(path))
+        (resources,) = task.resources
+        spec = fleet.regions[region]
+        assert task.name == f"demo-{region}"
+        assert task.num_nodes == spec.count
+        assert resources.region == region and resources.zone == spec.zone
+        assert resources.instance_type == (spec.instance_type or "t3.medium")
+        assert resources.use_spot is False and resources.disk_size == 40
+        assert resources.image_id == {region: "ami-0123456789abcdef0"}
+        assert resources.labels == {"fleet": "demo", "region": region}
+        assert resources.ports is None and not task.envs and not task.secrets
+        for secret in (TOKEN, "SECRETKEYVALUE", "AKIASECRETID", "token_file", str(fleet.orchestrator.token_file)):
+            assert secret not in text
+        assert not FORBIDDEN_KEYS & _keys(yaml.safe_load(text))
+        assert "remote_identity: NO_UPLOAD" in text
+
+
+def test_render_infra_without_zone_and_without_image(fleet: Fleet, tmp_path: Path) -> None:
+    data = yaml.safe_load((tmp_path / "fleet.yaml").read_text())
+    del data["defaults"]["image_id"]
+    (tmp_path / "fleet.yaml").write_text(yaml.safe_dump(data))
+    plain = load_fleet(tmp_path / "fleet.yaml")
+    task = render_task(plain, "eu-central-1")
+    assert task["resources"]["infra"] == "aws/eu-central-1"
+    assert "image_id" not in task["resources"]
+    assert render_task(fleet, "us-east-1")["resources"]["infra"] == "aws/us-east-1/us-east-1c"
+
+
+def test_renderer_drops_forbidden_keys_from_a_bad_template(fleet: Fleet) -> None:
+    template = {
+        "name": "x",
+        "envs": {"TOKEN": "leak"},
+        "secrets": {"A": "b"},
+        "file_mounts": {"/x": "/y"},
+        "resources": {"ports": [4222]},
+        "config": {"aws": {"remote_identity": "LOCAL_CREDENTIALS"}},
+    }
+    task = render_task(fleet, "us-east-1", template)
+    assert not {"envs", "secrets", "file_mounts", "ports"} & _keys(task)
+    assert task["config"]["aws"]["remote_identity"] == "NO_UPLOAD"
