@@ -1,0 +1,399 @@
+"""Local provider: fleet nodes are systemd containers on this machine's Docker engine.
+
+One cluster per region, one container per node, all on the fleet's own Docker network. Every container carries
+`fleetdeploy.*` labels; those labels (never names or list positions) decide what belongs to which fleet, so
+`nodes()` and `down()` touch this fleet's containers and nothing else. A stopped container is treated like a
+preempted spot VM: `up` removes it and creates a new instance with a new id.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import subprocess
+import time
+from collections.abc import Callable
+from contextlib import suppress
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import yaml
+
+from fleetdeploy.config import read_token
+from fleetdeploy.errors import InputError
+from fleetdeploy.nodes import ClusterOutcome, ClusterPlan, Node, ProgressCallback
+from fleetdeploy.providers.local_docker import DockerCli, DockerError
+from fleetdeploy.providers.local_image import ensure_node_image
+
+if TYPE_CHECKING:
+    from fleetdeploy.config import Fleet
+
+LABEL_FLEET = "fleetdeploy.fleet"
+LABEL_ROLE = "fleetdeploy.role"
+LABEL_REGION = "fleetdeploy.region"
+LABEL_CLUSTER = "fleetdeploy.cluster"
+LABEL_INSTANCE = "fleetdeploy.instance-id"
+NODE_USER = "ubuntu"  # what SkyPilot's AWS nodes use, so roles and inventory see no difference
+SSH_PORT = "22/tcp"
+
+# The host here lacks CAP_SYS_RESOURCE, so --privileged fails: grant every other capability instead (DESIGN.md §6).
+NODE_CAPABILITIES = (
+    "AUDIT_CONTROL", "AUDIT_READ", "AUDIT_WRITE", "BLOCK_SUSPEND", "CHOWN", "DAC_OVERRIDE", "DAC_READ_SEARCH",
+    "FOWNER", "FSETID", "IPC_LOCK", "IPC_OWNER", "KILL", "LEASE", "LINUX_IMMUTABLE", "MAC_ADMIN", "MAC_OVERRIDE",
+    "MKNOD", "NET_ADMIN", "NET_BIND_SERVICE", "NET_BROADCAST", "NET_RAW", "SETFCAP", "SETGID", "SETPCAP",
+    "SETUID", "SYS_ADMIN", "SYS_BOOT", "SYS_CHROOT", "SYS_MODULE", "SYS_NICE", "SYS_PACCT", "SYS_PTRACE",
+    "SYS_RAWIO", "SYS_TIME", "SYS_TTY_CONFIG", "SYSLOG", "WAKE_ALARM",
+)
+UNPRIVILEGED_OPTIONS = (
+    "--security-opt", "seccomp=unconfined", "--security-opt", "apparmor=unconfined",
+    "-v", "/sys/fs/cgroup:/sys/fs/cgroup:rw",
+)
+
+# Runs as root inside a new node; the public key arrives on stdin. Like cloud-init on a VM: wait for boot, then
+# create the login user with passwordless sudo and its authorized key.
+BOOTSTRAP_SCRIPT = r"""set -eu
+key=$(cat)
+i=0
+while state=$(systemctl is-system-running 2>/dev/null || true); [ "$state" != running ] && [ "$state" != degraded ]; do
+  i=$((i + 1)); [ "$i" -le 120 ] || { echo "systemd did not finish booting (state: ${state:-none})" >&2; exit 1; }
+  sleep 1
+done
+id ubuntu >/dev/null 2>&1 || useradd --create-home --shell /bin/bash ubuntu
+printf 'ubuntu ALL=(ALL) NOPASSWD:ALL\n' >/etc/sudoers.d/90-fleet-ubuntu
+chmod 0440 /etc/sudoers.d/90-fleet-ubuntu
+home=$(getent passwd ubuntu | cut -d: -f6)
+install -d -m 0700 -o ubuntu -g ubuntu "$home/.ssh"
+printf '%s\n' "$key" >"$home/.ssh/authorized_keys"
+chown ubuntu:ubuntu "$home/.ssh/authorized_keys"
+chmod 0600 "$home/.ssh/authorized_keys"
+systemctl is-active --quiet ssh || systemctl restart ssh
+"""
+SSH_READY_TRIES = 30
+
+
+class NodeCreateError(Exception):
+    """Creating one node failed; its container has already been removed."""
+
+
+class LocalProvider:
+    def __init__(self, fleet: Fleet, state_dir: Path) -> None:
+        self.fleet = fleet
+        self.fleet_dir = Path(state_dir).expanduser().resolve() / fleet.name
+        self.key_file = self.fleet_dir / "id_ed25519"
+        self.network = f"fleet-{fleet.name}"
+        self.orchestrator = LocalOrchestrator(fleet, self.fleet_dir, self.network, self._labels("orchestrator"))
+
+    # ---- naming --------------------------------------------------------------------------------------------------
+    def _labels(self, role: str, region: str | None = None) -> dict[str, str]:
+        labels = {LABEL_FLEET: self.fleet.name, LABEL_ROLE: role}
+        if region is not None:
+            labels |= {LABEL_REGION: region, LABEL_CLUSTER: self.fleet.cluster_name(region)}
+        return labels
+
+    def _node_name(self, region: str, instance_id: str) -> str:
+        return f"fleet-{self.fleet.name}-{region}-{instance_id}"
+
+    @property
+    def local_orchestrator(self) -> bool:
+        return self.fleet.orchestrator.endpoint == "local"
+
+    def orchestrator_endpoint(self) -> str:
+        return self.orchestrator.endpoint
+
+    def extra_inventory_vars(self) -> dict[str, object]:
+        extra: dict[str, object] = {
+            # dockerd 26 in a node container can't start nested containers without it (DESIGN.md §6).
+            "docker_daemon_environment": {"DOCKER_ALLOW_IPV6_ON_IPV4_INTERFACE": "1"},
+            # There is no EC2 metadata service here, and tests must never send traffic to 169.254.169.254.
+            "sensor_identity_imds_enabled": False,
+        }
+        if self.local_orchestrator:
+            extra["bacalhau_orchestrator_endpoint"] = self.orchestrator.endpoint
+        return extra
+
+    # ---- plan ----------------------------------------------------------------------------------------------------
+    def plan(self) -> list[ClusterPlan]:
+        image = self.fleet.local.node_image
+        mode = "--privileged" if self.fleet.local.privileged else f"{len(NODE_CAPABILITIES)} capabilities"
+        plans = []
+        for region, spec in sorted(self.fleet.regions.items()):
+            task = (
+                f"{spec.count} x docker container {self._node_name(region, 'lc-<10 hex>')}\n"
+                f"  image: {image} (systemd as PID 1, {mode}, anonymous /var/lib/docker volume)\n"
+                f"  network: {self.network}; sshd on 127.0.0.1:<free port>; user {NODE_USER}, key {self.key_file}"
+            )
+            if self.local_orchestrator:
+                task += f"\n  orchestrator: {self.orchestrator.name} ({self.fleet.bacalhau.image})"
+            plans.append(ClusterPlan(self.fleet.cluster_name(region), region, None, spec.count, None, False, task))
+        return plans
+
+    # ---- up ------------------------------------------------------------------------------------------------------
+    def _validate(self) -> tuple[DockerCli, str]:
+        """Everything that can make `up` fail as a whole, checked before anything is created."""
+        docker = DockerCli()
+        docker.check_engine()
+        for tool in ("ssh", "ssh-keygen"):
+            if shutil.which(tool) is None:
+                raise InputError(f"'{tool}' not found on PATH (apt-get install openssh-client)")
+        labels = docker.network_labels(self.network)
+        if labels is not None and labels.get(LABEL_FLEET) != self.fleet.name:
+            raise InputError(f"Docker network {self.network} exists but does not belong to fleet {self.fleet.name}")
+        ensure_node_image(self.fleet.local.node_image, docker)
+        if self.local_orchestrator:
+            self.orchestrator.validate(docker)
+        return docker, self._ensure_key()
+
+    def _ensure_key(self) -> str:
+        """The fleet's SSH key: created once, reused by every later `up`; returns the public key."""
+        self.fleet_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if not self.key_file.exists():
+            subprocess.run(
+                ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"fleetdeploy-{self.fleet.name}",
+                 "-f", str(self.key_file)],
+                check=True, capture_output=True, timeout=30,
+            )
+        os.chmod(self.key_file, 0o600)
+        # The public half is derived from the private key: a lost .pub file is no reason to change keys.
+        derived = subprocess.run(["ssh-keygen", "-y", "-f", str(self.key_file)],
+                                 check=True, capture_output=True, text=True, timeout=30)
+        return derived.stdout.strip()
+
+    def up(self, progress: ProgressCallback) -> list[ClusterOutcome]:
+        docker, public_key = self._validate()
+        if docker.network_labels(self.network) is None:
+            docker.network_create(self.network, {LABEL_FLEET: self.fleet.name})
+        outcomes = []
+        if self.local_orchestrator:
+            outcomes.append(self.orchestrator.ensure(docker, progress))
+        for region, spec in sorted(self.fleet.regions.items()):
+            outcomes.append(self._up_region(docker, region, spec.count, public_key, progress))
+        return outcomes
+
+    def _up_region(
+        self, docker: DockerCli, region: str, count: int, public_key: str, progress: ProgressCallback
+    ) -> ClusterOutcome:
+        cluster = self.fleet.cluster_name(region)
+        try:
+            existing = docker.containers(self._labels("node", region))
+            stopped = [c.name for c in existing if not c.running]
+            running = len(existing) - len(stopped)
+            if stopped:
+                progress(cluster, f"removing {len(stopped)} stopped node(s) (preempted)")
+                docker.remove(stopped)
+            missing = max(0, count - running)
+            if running > count:
+                progress(cluster, f"{running} nodes run, {count} wanted: extra nodes kept (`down` removes them)")
+            if missing == 0:
+                progress(cluster, f"{running} node(s) running")
+                return ClusterOutcome(cluster, region, True, "unchanged")
+            for index in range(missing):
+                progress(cluster, f"creating node {index + 1}/{missing}")
+                instance_id = self._create_node(docker, region, public_key, lambda m: progress(cluster, m))
+                progress(cluster, f"node {instance_id} ready ({index + 1}/{missing})")
+        except (DockerError, NodeCreateError) as exc:
+            progress(cluster, f"failed: {exc}")
+            return ClusterOutcome(cluster, region, False, "failed", str(exc))
+        return ClusterOutcome(cluster, region, True, "relaunched" if existing else "launched")
+
+    def _run_args(self, name: str, region: str, instance_id: str) -> list[str]:
+        args = ["--name", name, "--hostname", f"{self.fleet.name}-{instance_id}", "--network", self.network]
+        for key, value in (self._labels("node", region) | {LABEL_INSTANCE: instance_id}).items():
+            args += ["--label", f"{key}={value}"]
+        if self.fleet.local.privileged:
+            args.append("--privileged")
+        else:
+            args += [f"--cap-add={cap}" for cap in NODE_CAPABILITIES]
+            args += list(UNPRIVILEGED_OPTIONS)
+        args += ["--tmpfs", "/run", "--tmpfs", "/run/lock", "-v", "/var/lib/docker", "--stop-signal", "SIGRTMIN+3",
+                 "-p", "127.0.0.1::22"]
+        # systemd as PID 1, whatever CMD the image was built with.
+        return [*args, self.fleet.local.node_image, "/lib/systemd/systemd"]
+
+    def _create_node(self, docker: DockerCli, region: str, public_key: str, say: Callable[[str], None]) -> str:
+        instance_id = f"lc-{secrets.token_hex(5)}"
+        name = self._node_name(region, instance_id)
+        try:
+            docker.run_container(self._run_args(name, region, instance_id))
+            container = docker.container(name)
+            if container is None or not container.running:
+                state = container.status if container else "gone"
+                raise NodeCreateError(f"{name} stopped right after start ({state})")
+            port = container.ports.get(SSH_PORT)
+            if port is None:
+                raise NodeCreateError(f"{name}: no published ssh port")
+            say(f"{instance_id}: booting, installing the {NODE_USER} key")
+            docker.exec_script(name, BOOTSTRAP_SCRIPT, stdin=public_key + "\n", timeout=180)
+            say(f"{instance_id}: waiting for sshd on 127.0.0.1:{port}")
+            self._wait_ssh(port)
+        except (DockerError, NodeCreateError, subprocess.SubprocessError) as exc:
+            # A half-made node must not linger: it would be counted as running by the next `up`.
+            with suppress(DockerError):
+                docker.remove([name])
+            raise NodeCreateError(str(exc)) from exc
+        return instance_id
+
+    def ssh_argv(self, port: int, *command: str) -> list[str]:
+        """ssh to a node as the fleet user; host keys change with every new instance, so none is pinned."""
+        return [
+            "ssh", "-i", str(self.key_file), "-p", str(port), "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes",
+            "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "ConnectTimeout=5",
+            "-o", "LogLevel=ERROR", f"{NODE_USER}@127.0.0.1", *command,
+        ]
+
+    def _wait_ssh(self, port: int) -> None:
+        last = ""
+        for _ in range(SSH_READY_TRIES):
+            proc = subprocess.run(self.ssh_argv(port, "true"), capture_output=True, text=True, timeout=30,
+                                  check=False, stdin=subprocess.DEVNULL)
+            if proc.returncode == 0:
+                return
+            last = proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else f"exit {proc.returncode}"
+            time.sleep(1)
+        raise NodeCreateError(f"sshd on 127.0.0.1:{port} did not accept the key: {last}")
+
+    # ---- nodes / down --------------------------------------------------------------------------------------------
+    def nodes(self) -> list[Node]:
+        docker = DockerCli()
+        docker.check_engine()
+        found = []
+        for c in docker.containers(self._labels("node"), running_only=True):
+            port = c.ports.get(SSH_PORT)
+            if not c.running or port is None or LABEL_INSTANCE not in c.labels:
+                continue
+            found.append(Node(
+                instance_id=c.labels[LABEL_INSTANCE], cluster=c.labels.get(LABEL_CLUSTER, ""),
+                region=c.labels.get(LABEL_REGION, ""), zone=None, host="127.0.0.1", port=port, user=NODE_USER,
+                key_file=str(self.key_file), spot=False,
+            ))
+        return sorted(found, key=lambda n: (n.region, n.cluster, n.instance_id))
+
+    def down(self, progress: ProgressCallback) -> list[ClusterOutcome]:
+        docker = DockerCli()
+        docker.check_engine()
+        nodes = docker.containers(self._labels("node"))
+        regions = sorted(set(self.fleet.regions) | {c.labels.get(LABEL_REGION, "") for c in nodes} - {""})
+        outcomes = []
+        for region in regions:
+            cluster = self.fleet.cluster_name(region)
+            names = [c.name for c in nodes if c.labels.get(LABEL_REGION) == region]
+            try:
+                if names:
+                    progress(cluster, f"removing {len(names)} node(s)")
+                    docker.remove(names)
+                outcomes.append(ClusterOutcome(cluster, region, True, "removed" if names else "unchanged"))
+            except DockerError as exc:
+                outcomes.append(ClusterOutcome(cluster, region, False, "failed", str(exc)))
+        outcomes += self.orchestrator.remove(docker, progress, include_absent=self.local_orchestrator)
+        labels = docker.network_labels(self.network)
+        if labels is not None and labels.get(LABEL_FLEET) == self.fleet.name:
+            try:
+                docker.network_remove(self.network)
+            except DockerError as exc:
+                outcomes.append(ClusterOutcome(self.network, "local", False, "failed", str(exc)))
+        return outcomes
+
+
+class LocalOrchestrator:
+    """A Bacalhau orchestrator container on the fleet network, for fleets whose endpoint is `local`.
+
+    The token reaches it only through a 0600 config file that is bind-mounted read-only: never argv or env,
+    which `docker inspect` and `ps` show to anyone on this machine.
+    """
+
+    PULL_TIMEOUT = 60.0
+
+    def __init__(self, fleet: Fleet, fleet_dir: Path, network: str, labels: dict[str, str]) -> None:
+        self.fleet = fleet
+        self.network = network
+        self.labels = labels
+        self.name = f"fleet-{fleet.name}-orchestrator"
+        self.endpoint = f"nats://{self.name}:4222"
+        self.config_file = fleet_dir / "orchestrator" / "config.yaml"
+
+    def _token(self) -> str:
+        return read_token(Path(self.fleet.orchestrator.token_file))
+
+    def validate(self, docker: DockerCli) -> None:
+        """Token readable and image present (loaded from the archive or pulled once, never retried)."""
+        self._token()
+        image, images = self.fleet.bacalhau.image, self.fleet.images
+        if docker.image_exists(image):
+            return
+        if images.source == "archive":
+            archive = Path(images.bacalhau_archive) if images.bacalhau_archive else None
+            if archive is None or not archive.is_file():
+                raise InputError(f"orchestrator image {image} is absent and its archive {archive} does not exist")
+            try:
+                docker.load(archive)
+            except DockerError as exc:
+                raise InputError(f"loading {archive} failed: {exc}") from exc
+            if not docker.image_exists(image):
+                raise InputError(f"archive {archive} does not contain the orchestrator image {image}")
+            return
+        try:
+            docker.pull(image, timeout=self.PULL_TIMEOUT)
+        except DockerError as exc:
+            raise InputError(
+                f"orchestrator image {image} is not present and could not be pulled ({exc}); "
+                "load it, or set images.source: archive with images.bacalhau_archive"
+            ) from exc
+
+    def _write_config(self) -> bool:
+        """Writes the config (0600) when its content changed; returns whether it did."""
+        config = {
+            "Orchestrator": {"Enabled": True, "Host": "0.0.0.0", "Port": 4222, "Auth": {"Token": self._token()}},
+            "Compute": {"Enabled": False},
+            "API": {"Host": "0.0.0.0", "Port": 1234},
+        }
+        text = yaml.safe_dump(config, sort_keys=False)
+        self.config_file.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if self.config_file.exists() and self.config_file.read_text(encoding="utf-8") == text:
+            return False
+        tmp = self.config_file.with_suffix(".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.replace(tmp, self.config_file)
+        return True
+
+    def ensure(self, docker: DockerCli, progress: ProgressCallback) -> ClusterOutcome:
+        image = self.fleet.bacalhau.image
+        try:
+            changed = self._write_config()
+            current = docker.container(self.name)
+            if current and current.running and not changed and current.labels.get("fleetdeploy.image") == image:
+                progress(self.name, "running")
+                return ClusterOutcome(self.name, "local", True, "unchanged")
+            if current:
+                progress(self.name, "replacing (stopped, or config/image changed)")
+                docker.remove([current.name])
+            progress(self.name, f"starting {image}")
+            args = ["--name", self.name, "--hostname", self.name, "--network", self.network,
+                    "--restart", "unless-stopped",
+                    "-v", f"{self.config_file}:/etc/bacalhau/config.yaml:ro"]
+            for key, value in (self.labels | {"fleetdeploy.image": image}).items():
+                args += ["--label", f"{key}={value}"]
+            docker.run_container([*args, image, "serve", "--config", "/etc/bacalhau/config.yaml"])
+            time.sleep(2)  # a bad config makes the process exit at once: catch that here, not in configure
+            started = docker.container(self.name)
+            if started is None or not started.running:
+                raise DockerError(f"{self.name} exited right after start (see `docker logs {self.name}`)")
+        except DockerError as exc:
+            progress(self.name, f"failed: {exc}")
+            return ClusterOutcome(self.name, "local", False, "failed", str(exc))
+        return ClusterOutcome(self.name, "local", True, "relaunched" if current else "launched")
+
+    def remove(self, docker: DockerCli, progress: ProgressCallback, include_absent: bool) -> list[ClusterOutcome]:
+        current = docker.containers(self.labels)
+        with suppress(FileNotFoundError):
+            self.config_file.unlink()  # a copy of the token: it goes with the orchestrator
+        if not current and not include_absent:
+            return []
+        try:
+            if current:
+                progress(self.name, "removing")
+                docker.remove([c.name for c in current])
+        except DockerError as exc:
+            return [ClusterOutcome(self.name, "local", False, "failed", str(exc))]
+        return [ClusterOutcome(self.name, "local", True, "removed" if current else "unchanged")]
