@@ -1,0 +1,5 @@
+import sys
+
+from bacalhau_double.cli import main
+
+sys.exit(main())

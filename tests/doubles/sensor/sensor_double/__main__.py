@@ -1,0 +1,5 @@
+import sys
+
+from sensor_double.main import main
+
+sys.exit(main())
