@@ -170,7 +170,7 @@ def test_failed_node_image_build_is_input_error(tmp_path: Path, fake_docker: Pat
     assert "\n" not in str(err.value) and (tmp_path / "build-ran").exists()
 
 
-def test_unpullable_orchestrator_image_names_the_archive_option(
+def test_unpullable_service_images_are_named_with_the_archive_option(
     tmp_path: Path, fake_docker: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("FAKE_IMAGES", "localhost/fleet-node:trixie")
@@ -178,8 +178,9 @@ def test_unpullable_orchestrator_image_names_the_archive_option(
     fleet = fleet.model_copy(update={"images": fleet.images.model_copy(update={"source": "registry"})})
     with pytest.raises(InputError, match=f"{DOUBLE_IMAGE}.*images.source: archive") as err:
         LocalProvider(fleet, tmp_path / "state").up(no_progress)
-    assert "\n" not in str(err.value)
-    assert [c[0] for c in calls(fake_docker)].count("pull") == 1  # one bounded try, no retry loop
+    assert "\n" not in str(err.value) and fleet.sensor.image in str(err.value)
+    # One bounded try per image (orchestrator/compute image and sensor image), no retry loop.
+    assert [c[0] for c in calls(fake_docker)].count("pull") == 2
     assert_nothing_created(fake_docker)
 
 

@@ -24,7 +24,7 @@ from fleetdeploy.config import read_token
 from fleetdeploy.errors import InputError
 from fleetdeploy.nodes import ClusterOutcome, ClusterPlan, Node, ProgressCallback
 from fleetdeploy.providers.local_docker import DockerCli, DockerError
-from fleetdeploy.providers.local_image import ensure_node_image
+from fleetdeploy.providers.local_image import ensure_node_image, ensure_service_images
 
 if TYPE_CHECKING:
     from fleetdeploy.config import Fleet
@@ -141,7 +141,8 @@ class LocalProvider:
             raise InputError(f"Docker network {self.network} exists but does not belong to fleet {self.fleet.name}")
         ensure_node_image(self.fleet.local.node_image, docker)
         if self.local_orchestrator:
-            self.orchestrator.validate(docker)
+            self.orchestrator.validate()
+        ensure_service_images(self.fleet, docker, need_orchestrator=self.local_orchestrator)
         return docker, self._ensure_key()
 
     def _ensure_key(self) -> str:
@@ -301,8 +302,6 @@ class LocalOrchestrator:
     which `docker inspect` and `ps` show to anyone on this machine.
     """
 
-    PULL_TIMEOUT = 60.0
-
     def __init__(self, fleet: Fleet, fleet_dir: Path, network: str, labels: dict[str, str]) -> None:
         self.fleet = fleet
         self.network = network
@@ -314,30 +313,9 @@ class LocalOrchestrator:
     def _token(self) -> str:
         return read_token(Path(self.fleet.orchestrator.token_file))
 
-    def validate(self, docker: DockerCli) -> None:
-        """Token readable and image present (loaded from the archive or pulled once, never retried)."""
+    def validate(self) -> None:
+        """The token must be readable before anything is created (the image is checked by the provider)."""
         self._token()
-        image, images = self.fleet.bacalhau.image, self.fleet.images
-        if docker.image_exists(image):
-            return
-        if images.source == "archive":
-            archive = Path(images.bacalhau_archive) if images.bacalhau_archive else None
-            if archive is None or not archive.is_file():
-                raise InputError(f"orchestrator image {image} is absent and its archive {archive} does not exist")
-            try:
-                docker.load(archive)
-            except DockerError as exc:
-                raise InputError(f"loading {archive} failed: {exc}") from exc
-            if not docker.image_exists(image):
-                raise InputError(f"archive {archive} does not contain the orchestrator image {image}")
-            return
-        try:
-            docker.pull(image, timeout=self.PULL_TIMEOUT)
-        except DockerError as exc:
-            raise InputError(
-                f"orchestrator image {image} is not present and could not be pulled ({exc}); "
-                "load it, or set images.source: archive with images.bacalhau_archive"
-            ) from exc
 
     def _write_config(self) -> bool:
         """Writes the config (0600) when its content changed; returns whether it did."""

@@ -10,13 +10,16 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from fleetdeploy.config import Fleet
 from fleetdeploy.errors import InputError
-from fleetdeploy.providers.local_docker import DockerCli
+from fleetdeploy.providers.local_docker import DockerCli, DockerError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 BUILD_SCRIPT = REPO_ROOT / "scripts" / "build-images.sh"
 # debootstrap of trixie plus the engine packages takes minutes on 2 cores; bounded so a stuck mirror fails.
 BUILD_TIMEOUT = 1800.0
+# One bounded pull per image: an unreachable registry must end `up` quickly, not hang it.
+PULL_TIMEOUT = 60.0
 
 
 def ensure_node_image(name: str, docker: DockerCli | None = None, script: Path = BUILD_SCRIPT) -> bool:
@@ -43,3 +46,37 @@ def ensure_node_image(name: str, docker: DockerCli | None = None, script: Path =
         raise InputError(f"building node image {name} with {script.name} failed: {detail}")
     return True
 
+
+
+def ensure_service_images(fleet: Fleet, docker: DockerCli, need_orchestrator: bool) -> None:
+    """Fails early, in one line, when the service images can't be had — never a pull retry loop later.
+
+    Registry images are pulled once on this machine (bounded) to prove the registry answers before any node
+    is created; archive images are loaded here only for the local orchestrator, nodes get them through Ansible.
+    """
+    images = fleet.images
+    if images.source == "archive":
+        if need_orchestrator and not docker.image_exists(fleet.bacalhau.image):
+            archive = Path(images.bacalhau_archive) if images.bacalhau_archive else None
+            if archive is None or not archive.is_file():
+                raise InputError(f"image {fleet.bacalhau.image} is absent and its archive {archive} does not exist")
+            try:
+                docker.load(archive)
+            except DockerError as exc:
+                raise InputError(f"loading {archive} failed: {exc}") from exc
+            if not docker.image_exists(fleet.bacalhau.image):
+                raise InputError(f"archive {archive} does not contain the image {fleet.bacalhau.image}")
+        return
+    unavailable = []
+    for image in (fleet.bacalhau.image, fleet.sensor.image):
+        if docker.image_exists(image):
+            continue
+        try:
+            docker.pull(image, timeout=PULL_TIMEOUT)
+        except DockerError:
+            unavailable.append(image)
+    if unavailable:
+        raise InputError(
+            f"cannot pull {', '.join(unavailable)} (no registry access?); load them from archives instead: "
+            "set images.source: archive with images.bacalhau_archive and images.sensor_archive"
+        )
