@@ -6,10 +6,10 @@ import argparse
 import os
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
 from rich.console import Console
 
 from fleetdeploy.config import Fleet, load_fleet
@@ -123,9 +123,11 @@ def _configure(ctx: Context, nodes: list[Node], limit: list[Node] | None, check:
     names = [host_name(ctx.fleet, n) for n in nodes]
     limited = [host_name(ctx.fleet, n) for n in limit] if limit is not None else None
     title = "Drift check (no changes made)" if check else "Configuring nodes"
+    started = time.monotonic()
     result = run_ansible(ctx.console, title, ctx.inventory_file, names, playbook=SITE_PLAYBOOK,
                          limit=limited, check=check)
-    _print_run(ctx, "Drift report" if check else "Configure summary", result)
+    elapsed = time.monotonic() - started
+    _print_run(ctx, f"{'Drift report' if check else 'Configure summary'} ({elapsed:.1f} s)", result)
     if check:
         drifted = sorted(name for name, r in result.hosts.items() if r.changed)
         for name in drifted:
