@@ -62,9 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
     logs.add_argument("--tail", type=int, default=100, help="lines to show (default 100)")
 
     exec_ = commands.add_parser("exec", help="run a command on one node or on all nodes")
+    exec_.add_argument("--sudo", action="store_true", help="run as root (put it before the target)")
     exec_.add_argument("target", help="a node, or 'all'")
     exec_.add_argument("remote_command", nargs=argparse.REMAINDER)
-    exec_.add_argument("--sudo", action="store_true", help="run as root")
 
     inventory = commands.add_parser("inventory", help="refresh the Ansible inventory from the provider")
     inventory.add_argument("--print", dest="print_it", action="store_true", help="print the inventory YAML")

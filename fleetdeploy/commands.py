@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import subprocess
 import sys
 import time
@@ -132,6 +133,8 @@ def _configure(ctx: Context, nodes: list[Node], limit: list[Node] | None, check:
         drifted = sorted(name for name, r in result.hosts.items() if r.changed)
         for name in drifted:
             ctx.console.print(f"[bold]{name}[/bold]: {result.hosts[name].changed} task(s) would change")
+            for task in result.hosts[name].changed_tasks:
+                ctx.console.print(f"  ~ {task}", markup=False, highlight=False)
             for diff in result.hosts[name].diffs:
                 ctx.console.print(diff, markup=False, highlight=False)
         ctx.console.print(f"drift on: {', '.join(drifted)}" if drifted else "no drift: every node matches its roles")
@@ -233,7 +236,7 @@ def cmd_exec(ctx: Context) -> int:
     names = [host_name(ctx.fleet, n) for n in targets]
     command = " ".join(ctx.args.remote_command)
     if ctx.args.sudo:
-        command = f"sudo -n sh -c {command!r}"
+        command = f"sudo -n sh -c {shlex.quote(command)}"
     result = run_ansible(ctx.console, f"exec: {command}", ctx.inventory_file, names,
                          module="ansible.builtin.shell", module_args=command, limit=names)
     for name in names:

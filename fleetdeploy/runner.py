@@ -32,6 +32,7 @@ class HostResult:
     skipped: int = 0
     unreachable: bool = False
     message: str = ""
+    changed_tasks: list[str] = field(default_factory=list)
     diffs: list[str] = field(default_factory=list)
     outputs: list[str] = field(default_factory=list)
 
@@ -129,6 +130,7 @@ class _EventCollector:
             self.board.count(host_name, "ok")
             if res.get("changed"):
                 host.changed += 1
+                host.changed_tasks.append(task)
                 if res.get("diff"):
                     rendered = render_diff(res["diff"])
                     if rendered:
@@ -155,8 +157,15 @@ class _EventCollector:
             host.skipped += 1
         return True
 
-    def finish(self) -> None:
+    def finish(self, stats: dict[str, dict[str, int]] | None) -> None:
+        """Take the counts from Ansible's own recap: events of no_log tasks don't say whether they changed."""
+        for key, attribute in (("ok", "ok"), ("changed", "changed"), ("failures", "failed"), ("skipped", "skipped")):
+            for name, count in (stats or {}).get(key, {}).items():
+                setattr(self._host(name), attribute, count)
         for name, host in self.hosts.items():
+            hidden = host.changed - len(host.changed_tasks)
+            if hidden > 0:
+                host.changed_tasks.append(f"{hidden} task(s) whose output is hidden (no_log: they handle secrets)")
             if not host.failed and not host.unreachable:
                 self.board.update(name, host.state, f"{host.ok} ok, {host.changed} changed")
 
@@ -215,7 +224,7 @@ def run_ansible(
             else:
                 kwargs.update(module=module, module_args=module_args, host_pattern=",".join(targets) or "all")
             runner = ansible_runner.run(**kwargs)
-            collector.finish()
+            collector.finish(runner.stats)
     for name in targets:
         collector.hosts.setdefault(name, HostResult(host=name))
     rc = runner.rc if isinstance(runner.rc, int) else 1

@@ -180,8 +180,8 @@ def test_1_up_brings_every_node_up_healthy(fleet: Fleet) -> None:
     for instance_id, container in nodes.items():
         status = json.loads(_docker("exec", container, "cat", "/var/lib/fleet-health/status.json"))
         assert status["healthy"] is True, status
-        crontab = _docker("exec", container, "crontab", "-l", "-u", "root")
-        assert "fleet-health-check" in crontab
+        cron_entry = _docker("exec", container, "cat", "/etc/cron.d/fleet-health-check")
+        assert "*/5 * * * * root /usr/local/bin/fleet-health-check" in cron_entry
 
 
 def test_2_second_configure_changes_nothing(fleet: Fleet) -> None:
@@ -190,6 +190,32 @@ def test_2_second_configure_changes_nothing(fleet: Fleet) -> None:
     rows = _table_rows(result.stdout, "Configure summary")
     assert len(rows) == 3
     assert all(row[3] == "0" for row in rows.values()), rows
+
+
+def test_2b_operator_commands_reach_the_nodes(fleet: Fleet) -> None:
+    nodes = sorted(fleet.containers().items())
+    instance_id, container = nodes[0]
+
+    status = fleet.deploy("status")
+    assert status.returncode == 0, status.stdout
+    assert sorted(_table_rows(status.stdout, "Nodes")) == sorted(fleet.host(i) for i, _ in nodes)
+
+    ssh = fleet.deploy("ssh", instance_id, "cat", "/etc/hostname")
+    assert ssh.returncode == 0 and ssh.stdout.strip() == fleet.host(instance_id), ssh.stdout + ssh.stderr
+
+    logs = fleet.deploy("logs", fleet.host(instance_id), "bacalhau", "--tail", "50")
+    assert logs.returncode == 0, logs.stderr
+    assert "connected to orchestrator" in (logs.stdout + logs.stderr).lower()
+
+    exec_all = fleet.deploy("exec", "--sudo", "all", "cat", "/opt/sensor/config/node-identity.json")
+    assert exec_all.returncode == 0, exec_all.stdout
+    assert exec_all.stdout.count('"sensor_id"') == 3
+
+    printed = fleet.deploy("inventory", "--print")
+    assert printed.returncode == 0 and f"fleet_{fleet.name}:" in printed.stdout
+
+    unknown = fleet.deploy("ssh", "no-such-node")
+    assert unknown.returncode == 2 and "is not a node of this fleet" in unknown.stderr
 
 
 def test_3_drift_is_reported_on_that_node_only_then_fixed(fleet: Fleet) -> None:
