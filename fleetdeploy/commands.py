@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import shlex
+import shutil
 import subprocess
 import sys
 import time
@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rich.console import Console
+from rich.text import Text
 
 from fleetdeploy.config import Fleet, load_fleet
 from fleetdeploy.errors import FleetError, InputError
@@ -28,7 +29,10 @@ def state_dir() -> Path:
     """Where per-fleet local state (SSH keys, local orchestrator config) lives; never inside the repo."""
     configured = os.environ.get("FLEETDEPLOY_STATE_DIR")
     base = Path(configured) if configured else Path.home() / ".local" / "state" / "fleetdeploy"
-    return base.expanduser().resolve()
+    try:
+        return base.expanduser().resolve()
+    except RuntimeError:
+        raise InputError(f"FLEETDEPLOY_STATE_DIR={configured}: unknown user in ~user") from None
 
 
 def make_provider(fleet: Fleet) -> Provider:
@@ -73,7 +77,9 @@ class Context:
 
     def resolve(self, nodes: list[Node], wanted: list[str]) -> list[Node]:
         """Nodes named by host name, instance id or a unique prefix of either."""
-        names = [item for entry in wanted for item in entry.split(",") if item]
+        names = [item.strip() for entry in wanted for item in entry.split(",") if item.strip()]
+        if not names:
+            raise InputError("no node named: give a node name, an instance id or a unique prefix")
         chosen: list[Node] = []
         for name in names:
             matches = [n for n in nodes if name in (host_name(self.fleet, n), n.instance_id)]
@@ -137,7 +143,8 @@ def _configure(ctx: Context, nodes: list[Node], limit: list[Node] | None, check:
                 ctx.console.print(f"  ~ {task}", markup=False, highlight=False)
             for diff in result.hosts[name].diffs:
                 ctx.console.print(diff, markup=False, highlight=False)
-        ctx.console.print(f"drift on: {', '.join(drifted)}" if drifted else "no drift: every node matches its roles")
+        ctx.console.print(f"drift on: {', '.join(drifted)}" if drifted else "no drift: every node matches its roles",
+                          markup=False, highlight=False)
     return result
 
 
@@ -147,8 +154,9 @@ def _health(ctx: Context, nodes: list[Node], limit: list[Node] | None = None) ->
     result = run_ansible(ctx.console, "Health check", ctx.inventory_file, names, playbook=HEALTH_PLAYBOOK,
                          limit=limited, capture_action=STATUS_CAPTURE_ACTION)
     rows = health_rows(result, limited or names)
-    print_table(ctx.console, "Fleet health", ("node", "health", "failing checks"), rows)
-    return all(row[1] == styled("healthy") for row in rows)
+    print_table(ctx.console, "Fleet health", ("node", "health", "failing checks"),
+                [(node, styled(state), failing) for node, state, failing in rows])
+    return all(state == "healthy" for _, state, _ in rows)
 
 
 def cmd_up(ctx: Context) -> int:
@@ -212,6 +220,8 @@ def cmd_health(ctx: Context) -> int:
 
 
 def _ssh_argv(node: Node) -> list[str]:
+    if shutil.which("ssh") is None:
+        raise InputError("'ssh' not found on PATH (apt-get install openssh-client)")
     return ["ssh", "-i", node.key_file, "-p", str(node.port), "-o", "StrictHostKeyChecking=no",
             "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR", f"{node.user}@{node.host}"]
 
@@ -234,14 +244,13 @@ def cmd_exec(ctx: Context) -> int:
     nodes = ctx.nodes_or_fail()
     targets = nodes if ctx.args.target == "all" else ctx.resolve(nodes, [ctx.args.target])
     names = [host_name(ctx.fleet, n) for n in targets]
-    command = " ".join(ctx.args.remote_command)
-    if ctx.args.sudo:
-        command = f"sudo -n sh -c {shlex.quote(command)}"
+    command = " ".join(ctx.args.remote_command)  # like ssh: the words form one shell command line
     result = run_ansible(ctx.console, f"exec: {command}", ctx.inventory_file, names,
-                         module="ansible.builtin.shell", module_args=command, limit=names)
+                         module="ansible.builtin.shell", module_args=command, limit=names,
+                         become=ctx.args.sudo)
     for name in names:
         host = result.hosts[name]
-        ctx.console.print(f"[bold]{name}[/bold] {styled('failed' if host.failed or host.unreachable else 'ok')}")
+        ctx.console.print(Text.assemble((name, "bold"), " ", styled("failed" if host.failed or host.unreachable else "ok")))
         for output in host.outputs:
             ctx.console.print(output, markup=False, highlight=False)
         if host.message:
@@ -263,7 +272,10 @@ def cmd_down(ctx: Context) -> int:
     if not ctx.args.yes:
         if not sys.stdin.isatty():
             raise InputError("down needs confirmation: run it in a terminal or pass --yes")
-        answer = input(f"Tear down fleet '{ctx.fleet.name}' ({clusters})? Type the fleet name to confirm: ")
+        try:
+            answer = input(f"Tear down fleet '{ctx.fleet.name}' ({clusters})? Type the fleet name to confirm: ")
+        except EOFError:
+            answer = ""
         if answer.strip() != ctx.fleet.name:
             ctx.console.print("not confirmed: nothing was removed")
             return 2

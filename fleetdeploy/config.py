@@ -132,7 +132,10 @@ def _resolve_path(value: Any, info: ValidationInfo) -> Any:
     if not isinstance(value, str) or not value.strip():
         raise ValueError("must be a non-empty file path")
     base = Path((info.context or {}).get("base_dir", "."))
-    path = Path(value.strip()).expanduser()
+    try:
+        path = Path(value.strip()).expanduser()
+    except RuntimeError:  # `~someone/` for a user this machine doesn't know
+        raise ValueError("starts with ~user for an unknown user") from None
     return (path if path.is_absolute() else base / path).resolve()
 
 

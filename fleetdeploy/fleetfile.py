@@ -58,6 +58,8 @@ def read_mapping(path: Path) -> dict[str, Any]:
         raise InputError(f"{path}: YAML syntax error{where}: {exc.problem or exc.context}") from None
     except yaml.YAMLError:
         raise InputError(f"{path}: YAML syntax error") from None
+    except RecursionError:
+        raise InputError(f"{path}: nested too deeply to be a fleet file") from None
     if data is None:
         raise InputError(f"{path}: file is empty")
     if not isinstance(data, dict):

@@ -7,7 +7,6 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
-from fleetdeploy.progress import styled
 from fleetdeploy.runner import RunResult
 
 HEALTH_PLAYBOOK = "playbooks/health.yml"
@@ -44,14 +43,14 @@ def health_rows(result: RunResult, hosts: Iterable[str]) -> list[tuple[str, str,
     for host in sorted(hosts):
         run = result.hosts.get(host)
         if run is not None and run.unreachable:
-            rows.append((host, styled("unreachable"), run.message))
+            rows.append((host, "unreachable", run.message))
             continue
         status = decode_status(result.captured.get(host, []))
         if status is None:
             message = run.message if run is not None and run.message else "no health status was collected"
-            rows.append((host, styled("unhealthy"), message))
+            rows.append((host, "unhealthy", message))
             continue
         failing = failing_checks(status)
         healthy = bool(status.get("healthy")) and not failing
-        rows.append((host, styled("healthy" if healthy else "unhealthy"), "; ".join(failing)))
+        rows.append((host, "healthy" if healthy else "unhealthy", "; ".join(failing)))
     return rows

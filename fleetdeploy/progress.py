@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
+from rich.text import Text
 
 _STATE_STYLE = {
     "ok": "green",
@@ -27,9 +28,13 @@ _STATE_STYLE = {
 }
 
 
-def styled(state: str) -> str:
-    style = _STATE_STYLE.get(state, "")
-    return f"[{style}]{state}[/{style}]" if style else state
+def styled(state: str) -> Text:
+    return Text(state, style=_STATE_STYLE.get(state, ""))
+
+
+def _cell(value: object) -> Text:
+    """Table cells are plain text: messages from Ansible or Docker may contain [brackets] Rich would parse."""
+    return value if isinstance(value, Text) else Text(str(value))
 
 
 @dataclass
@@ -58,7 +63,7 @@ class ProgressBoard:
             self._live = Live(self._render(), console=self._console, refresh_per_second=4, transient=False)
             self._live.__enter__()
         else:
-            self._console.print(f"{self._title}:")
+            self._console.print(Text(f"{self._title}:"))
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -76,7 +81,7 @@ class ProgressBoard:
                 self._live.update(self._render())
             elif state_changed:
                 suffix = f" — {detail}" if detail else ""
-                self._console.print(f"  {item}: {styled(state)}{suffix}", highlight=False)
+                self._console.print(Text.assemble(f"  {item}: ", styled(state), suffix), highlight=False)
 
     def count(self, item: str, key: str) -> None:
         with self._lock:
@@ -99,7 +104,7 @@ class ProgressBoard:
         table.add_column("detail", overflow="ellipsis", no_wrap=True, max_width=70)
         for item, row in sorted(self._rows.items()):
             done = sum(row.counts.values())
-            table.add_row(item, styled(row.state), str(done) if done else "", row.detail)
+            table.add_row(_cell(item), styled(row.state), _cell(done if done else ""), _cell(row.detail))
         return table
 
 
@@ -108,5 +113,5 @@ def print_table(console: Console, title: str, columns: Sequence[str], rows: Iter
     for column in columns:
         table.add_column(column)
     for row in rows:
-        table.add_row(*(str(cell) for cell in row))
+        table.add_row(*(_cell(cell) for cell in row))
     console.print(table)

@@ -197,12 +197,16 @@ def run_ansible(
     limit: list[str] | None = None,
     check: bool = False,
     capture_action: str | None = None,
+    become: bool | None = None,
 ) -> RunResult:
     """Run a playbook (path relative to the repo) or an ad-hoc module on the inventory's hosts."""
     import ansible_runner  # imported here: costs ~0.3 s and only runs that configure nodes need it
 
     targets = sorted(set(limit) if limit else set(hosts))
     cmdline = "--check --diff" if check else ("--diff" if playbook else "")
+    if become is not None:
+        # The inventory's group_vars turn become on for the roles; ad-hoc commands choose for themselves.
+        cmdline += f" -e ansible_become={str(become).lower()}"
     with tempfile.TemporaryDirectory(prefix="fleetdeploy-runner-") as private_dir:
         Path(private_dir).chmod(0o700)
         with ProgressBoard(console, title, targets) as board:
@@ -216,7 +220,7 @@ def run_ansible(
                 event_handler=collector,
                 suppress_env_files=True,
                 quiet=True,
-                cmdline=cmdline or None,
+                cmdline=cmdline.strip() or None,
                 limit=",".join(targets) if limit else None,
             )
             if playbook:

@@ -212,8 +212,10 @@ def test_nodes_shared_ip_different_ports_and_order_independent() -> None:
 
 def test_nodes_need_credentials_and_fall_back_without_cluster_info() -> None:
     cluster = up_cluster("f-us-east-1", "us-east-1", 1)
-    with pytest.raises(FleetError, match="no SSH credentials"):
-        nodes_from_status([status_record(cluster, False)])
+    other = up_cluster("f-eu-west-1", "eu-west-1", 1)
+    # A cluster without SSH credentials is skipped; the other clusters' nodes are still reported.
+    nodes = nodes_from_status([status_record(cluster, False), status_record(other, True)])
+    assert [n.cluster for n in nodes] == ["f-eu-west-1"]
     cluster.with_cluster_info = False
     (node,) = nodes_from_status([status_record(cluster, True)])
     assert node.instance_id == "ip-198-51-100-1-22"

@@ -330,7 +330,8 @@ class LocalOrchestrator:
         if self.config_file.exists() and self.config_file.read_text(encoding="utf-8") == text:
             return False
         tmp = self.config_file.with_suffix(".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        tmp.unlink(missing_ok=True)  # a leftover could carry a looser mode; O_EXCL makes the new one 0600
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
         os.replace(tmp, self.config_file)

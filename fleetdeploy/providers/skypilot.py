@@ -96,7 +96,8 @@ def nodes_from_status(records: Iterable[Any]) -> list[Node]:
         user = credentials.get("ssh_user") or handle.ssh_user
         key = credentials.get("ssh_private_key")
         if not user or not key:
-            raise FleetError(f"{rec['name']}: SkyPilot returned no SSH credentials for the cluster")
+            # One cluster without credentials must not hide the others' nodes; it shows as short in `status`.
+            continue
         resources = handle.launched_resources
         ids = _instance_ids(handle)
         for index, ip in enumerate(ips):
@@ -180,7 +181,8 @@ class SkyPilotProvider:
             count = self._fleet.regions[region].count
             action = self._action(records.get(name), count)
             if action == "unchanged":
-                nodes = records[name]["nodes"]
+                record = records[name]
+                nodes = record["nodes"] if "nodes" in record else record["handle"].launched_nodes
                 # SkyPilot cannot shrink a cluster in place; say so instead of silently ignoring the count.
                 extra = f" ({nodes} nodes > {count} asked: run down, then up, to shrink)" if nodes > count else ""
                 progress(name, f"up, nothing to do{extra}")

@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import threading
 import uuid
 from collections.abc import Iterator
@@ -74,8 +75,8 @@ def _table_rows(output: str, title: str) -> dict[str, list[str]]:
     start = next((i for i, line in enumerate(lines) if line.strip().startswith(title)), None)
     assert start is not None, f"no table '{title}' in output:\n{output[-3000:]}"
     for line in lines[start + 1:]:
-        if not line.strip():
-            break
+        if not line.strip() or line.lstrip().startswith("└"):
+            break  # the table's bottom border: what follows belongs to something else
         if "│" not in line and "┃" not in line:
             continue
         cells = [cell.strip() for cell in line.replace("┃", "│").split("│")[1:-1]]
@@ -157,8 +158,9 @@ labels:
     with handle.watcher:
         yield handle
         handle.deploy("down", "--yes")
-    for leftover in handle.containers():
+    for leftover in handle.containers().values():
         subprocess.run(["docker", "rm", "-f", "-v", leftover], capture_output=True)
+    handle.inventory.unlink(missing_ok=True)  # a failed down must not leave dead hosts in inventory/
 
 
 def test_1_up_brings_every_node_up_healthy(fleet: Fleet) -> None:
@@ -278,7 +280,7 @@ def test_6_token_appears_only_in_the_nodes_config(fleet: Fleet) -> None:
     assert fleet.token not in fleet.inventory.read_text()
     assert fleet.inventory.stat().st_mode & 0o777 == 0o600
     assert fleet.watcher.hits == []
-    leftovers = list(Path("/tmp").glob("fleetdeploy-runner-*"))
+    leftovers = list(Path(tempfile.gettempdir()).glob("fleetdeploy-runner-*"))
     assert leftovers == []
     for container in fleet.containers().values():
         assert fleet.token not in _docker("inspect", container)
