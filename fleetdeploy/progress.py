@@ -88,14 +88,6 @@ class ProgressBoard:
             row = self._rows.setdefault(item, _Row())
             row.counts[key] = row.counts.get(key, 0) + 1
 
-    def note(self, item: str, detail: str) -> None:
-        """Change the detail text (e.g. the current task) without it counting as a state change."""
-        with self._lock:
-            row = self._rows.setdefault(item, _Row())
-            row.detail = detail
-            if self._live is not None:
-                self._live.update(self._render())
-
     def _render(self) -> Table:
         table = Table(title=self._title, title_justify="left", expand=False)
         table.add_column("item")

@@ -56,10 +56,6 @@ class RunResult:
     def failed_hosts(self) -> list[str]:
         return sorted(h for h, r in self.hosts.items() if r.unreachable or r.failed)
 
-    @property
-    def total_changed(self) -> int:
-        return sum(r.changed for r in self.hosts.values())
-
 
 def _first_line(text: object) -> str:
     lines = str(text).strip().splitlines()
