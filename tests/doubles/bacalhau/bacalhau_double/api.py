@@ -8,7 +8,26 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from bacalhau_double import VERSION
+from bacalhau_double.config import redacted
+
 Route = Callable[[], Any]
+
+
+def agent_routes(cfg: dict[str, Any], name: str, node_type: str, labels: dict[str, str],
+                 node_extra: Callable[[], dict[str, Any]]) -> dict[str, Route]:
+    """The /api/v1/agent/* endpoints both modes serve, as the real agent API names them."""
+    return {
+        "/api/v1/agent/alive": lambda: {"Status": "OK"},
+        "/api/v1/agent/version": lambda: {"GitVersion": VERSION},
+        "/api/v1/agent/config": lambda: redacted(cfg),
+        "/api/v1/agent/node": lambda: {
+            "NodeInfo": {"NodeID": name, "NodeType": node_type, "Labels": labels, "BacalhauVersion": VERSION},
+            "Name": name,
+            "Labels": labels,
+            **node_extra(),
+        },
+    }
 
 
 def start_api(host: str, port: int, routes: dict[str, Route]) -> ThreadingHTTPServer:

@@ -8,9 +8,8 @@ import os
 import time
 from typing import Any
 
-from bacalhau_double import VERSION
-from bacalhau_double.api import start_api
-from bacalhau_double.config import get_path, redacted
+from bacalhau_double.api import agent_routes, start_api
+from bacalhau_double.config import get_path
 from bacalhau_double.nats import AuthError, NatsError, connect_with_retry, parse_endpoint
 
 log = logging.getLogger("bacalhau")
@@ -45,18 +44,8 @@ def run_compute(cfg: dict[str, Any], name: str) -> int:
 
     state = {"connection": "CONNECTING"}
     labels = node_labels(cfg)
-    routes = {
-        "/api/v1/agent/alive": lambda: {"Status": "OK"},
-        "/api/v1/agent/version": lambda: {"GitVersion": VERSION},
-        "/api/v1/agent/config": lambda: redacted(cfg),
-        "/api/v1/agent/node": lambda: {
-            "NodeInfo": {"NodeID": name, "NodeType": "Compute", "Labels": labels, "BacalhauVersion": VERSION},
-            "Name": name,
-            "Labels": labels,
-            "ConnectionState": state["connection"],
-            "Orchestrator": str(endpoint),
-        },
-    }
+    routes = agent_routes(cfg, name, "Compute", labels,
+                          lambda: {"ConnectionState": state["connection"], "Orchestrator": str(endpoint)})
     try:
         start_api(str(get_path(cfg, "API.Host")), int(get_path(cfg, "API.Port")), routes)
     except OSError as exc:

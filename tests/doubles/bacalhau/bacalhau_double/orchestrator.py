@@ -13,10 +13,9 @@ import threading
 import time
 from typing import Any
 
-from bacalhau_double import VERSION
-from bacalhau_double.api import start_api
+from bacalhau_double.api import agent_routes, start_api
 from bacalhau_double.compute import HEARTBEAT_SUBJECT, node_labels
-from bacalhau_double.config import duration_seconds, get_path, redacted
+from bacalhau_double.config import duration_seconds, get_path
 from bacalhau_double.nats import Endpoint, NatsConnection, NatsError
 
 log = logging.getLogger("bacalhau")
@@ -115,16 +114,8 @@ def run_orchestrator(cfg: dict[str, Any], name: str) -> int:
         local = Endpoint("127.0.0.1" if host in ("0.0.0.0", "") else host, port)
         threading.Thread(target=_track_nodes, args=(local, token, tracker), name="tracker", daemon=True).start()
         labels = node_labels(cfg)
-        routes = {
-            "/api/v1/agent/alive": lambda: {"Status": "OK"},
-            "/api/v1/agent/version": lambda: {"GitVersion": VERSION},
-            "/api/v1/agent/config": lambda: redacted(cfg),
-            "/api/v1/agent/node": lambda: {
-                "NodeInfo": {"NodeID": name, "NodeType": "Requester", "Labels": labels, "BacalhauVersion": VERSION},
-                "Name": name, "Labels": labels,
-            },
-            "/api/v1/orchestrator/nodes": tracker.nodes,
-        }
+        routes = agent_routes(cfg, name, "Requester", labels, dict)
+        routes["/api/v1/orchestrator/nodes"] = tracker.nodes
         try:
             start_api(str(get_path(cfg, "API.Host")), int(get_path(cfg, "API.Port")), routes)
         except OSError as exc:
