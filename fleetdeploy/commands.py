@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,7 +19,7 @@ from fleetdeploy.config import Fleet, load_fleet
 from fleetdeploy.errors import FleetError, InputError
 from fleetdeploy.health import HEALTH_PLAYBOOK, STATUS_CAPTURE_ACTION, health_rows
 from fleetdeploy.inventory import build_inventory, host_name, inventory_path, write_inventory
-from fleetdeploy.nodes import ClusterOutcome, Node, Provider
+from fleetdeploy.nodes import ClusterOutcome, Node, ProgressCallback, Provider
 from fleetdeploy.progress import ProgressBoard, print_table, styled
 from fleetdeploy.runner import REPO_ROOT, RunResult, run_ansible
 
@@ -116,11 +117,11 @@ def _print_run(ctx: Context, title: str, result: RunResult) -> None:
     print_table(ctx.console, title, ("node", "result", "ok", "changed", "error"), rows)
 
 
-def _provision(ctx: Context, title: str, action: str) -> list[ClusterOutcome]:
+def _provision(ctx: Context, title: str,
+               action: Callable[[ProgressCallback], list[ClusterOutcome]]) -> list[ClusterOutcome]:
     clusters = [ctx.fleet.cluster_name(region) for region in ctx.fleet.regions]
     with ProgressBoard(ctx.console, title, clusters) as board:
-        call = ctx.provider.up if action == "up" else ctx.provider.down
-        outcomes = call(lambda cluster, message: board.update(cluster, "running", message))
+        outcomes = action(lambda cluster, message: board.update(cluster, "running", message))
         for outcome in outcomes:
             board.update(outcome.cluster, outcome.action if outcome.ok else "failed", outcome.error or "")
     return outcomes
@@ -161,7 +162,7 @@ def _health(ctx: Context, nodes: list[Node], limit: list[Node] | None = None) ->
 
 def cmd_up(ctx: Context) -> int:
     before = {n.instance_id for n in ctx.provider.nodes()}
-    outcomes = _provision(ctx, f"Provisioning fleet '{ctx.fleet.name}'", "up")
+    outcomes = _provision(ctx, f"Provisioning fleet '{ctx.fleet.name}'", ctx.provider.up)
     nodes = ctx.refresh_inventory()
     _print_outcomes(ctx, "Clusters", outcomes)
     failed = not all(o.ok for o in outcomes)
@@ -279,7 +280,7 @@ def cmd_down(ctx: Context) -> int:
         if answer.strip() != ctx.fleet.name:
             ctx.console.print("not confirmed: nothing was removed")
             return 2
-    outcomes = _provision(ctx, f"Tearing down fleet '{ctx.fleet.name}'", "down")
+    outcomes = _provision(ctx, f"Tearing down fleet '{ctx.fleet.name}'", ctx.provider.down)
     _print_outcomes(ctx, "Clusters", outcomes)
     if all(o.ok for o in outcomes):
         ctx.inventory_file.unlink(missing_ok=True)
