@@ -3,7 +3,10 @@
 
 import sys
 
-from fleetdeploy.cli import main
-
 if __name__ == "__main__":
+    try:
+        from fleetdeploy.cli import main
+    except KeyboardInterrupt:  # Ctrl-C while importing: same ending as anywhere else
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)
     sys.exit(main())

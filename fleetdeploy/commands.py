@@ -16,11 +16,13 @@ from rich.console import Console
 from rich.text import Text
 
 from fleetdeploy.config import Fleet, load_fleet
+from fleetdeploy.convergence import roles_digest
 from fleetdeploy.errors import FleetError, InputError
 from fleetdeploy.health import HEALTH_PLAYBOOK, STATUS_CAPTURE_ACTION, health_rows
 from fleetdeploy.inventory import build_inventory, host_name, inventory_path, write_inventory
 from fleetdeploy.nodes import ClusterOutcome, Node, ProgressCallback, Provider
-from fleetdeploy.progress import ProgressBoard, print_table, styled
+from fleetdeploy.capture import original_stderr, original_stdout
+from fleetdeploy.progress import ProgressBoard, make_console, print_table, styled
 from fleetdeploy.runner import REPO_ROOT, RunResult, run_ansible
 
 SITE_PLAYBOOK = "playbooks/site.yml"
@@ -36,28 +38,32 @@ def state_dir() -> Path:
         raise InputError(f"FLEETDEPLOY_STATE_DIR={configured}: unknown user in ~user") from None
 
 
-def make_provider(fleet: Fleet) -> Provider:
+def make_provider(fleet: Fleet, notice: Callable[[str], None]) -> Provider:
     if fleet.provider == "local":
         from fleetdeploy.providers.local import LocalProvider
 
         return LocalProvider(fleet, state_dir())
     from fleetdeploy.providers.skypilot import SkyPilotProvider
 
-    return SkyPilotProvider(fleet)
+    return SkyPilotProvider(fleet, state_dir(), notice=notice)
 
 
 @dataclass
 class Context:
     args: argparse.Namespace
     fleet: Fleet
-    console: Console
+    console: Console  # stdout: tables and machine-readable output
+    err_console: Console  # stderr: what third-party tools said along the way
     _provider: Provider | None = None
 
     @property
     def provider(self) -> Provider:
         if self._provider is None:
-            self._provider = make_provider(self.fleet)
+            self._provider = make_provider(self.fleet, self.notice)
         return self._provider
+
+    def notice(self, line: str) -> None:
+        self.err_console.print(Text(line, style="dim"))
 
     @property
     def inventory_file(self) -> Path:
@@ -67,7 +73,8 @@ class Context:
         """Ask the provider for the nodes and write the inventory: a pure function of what it reports."""
         nodes = self.provider.nodes()
         extra = self.provider.extra_inventory_vars()
-        write_inventory(self.inventory_file, build_inventory(self.fleet, nodes, extra))
+        inventory = build_inventory(self.fleet, nodes, extra, roles_digest=roles_digest(REPO_ROOT))
+        write_inventory(self.inventory_file, inventory)
         return nodes
 
     def nodes_or_fail(self) -> list[Node]:
@@ -99,7 +106,8 @@ def run_command(args: argparse.Namespace) -> int:
     fleet = load_fleet(args.fleet)
     if args.local and fleet.provider != "local":
         fleet = fleet.model_copy(update={"provider": "local"})
-    ctx = Context(args=args, fleet=fleet, console=Console(highlight=False))
+    ctx = Context(args=args, fleet=fleet, console=make_console(original_stdout()),
+                  err_console=make_console(original_stderr()))
     handler = _COMMANDS[args.command]
     return handler(ctx)
 
@@ -127,14 +135,18 @@ def _provision(ctx: Context, title: str,
     return outcomes
 
 
-def _configure(ctx: Context, nodes: list[Node], limit: list[Node] | None, check: bool) -> RunResult:
+def _configure(ctx: Context, nodes: list[Node], limit: list[Node] | None, check: bool,
+               skip_converged: bool = False) -> RunResult:
+    """Apply site.yml; with skip_converged, nodes whose stamp matches this inventory's digest end after one task."""
     names = [host_name(ctx.fleet, n) for n in nodes]
     limited = [host_name(ctx.fleet, n) for n in limit] if limit is not None else None
     title = "Drift check (no changes made)" if check else "Configuring nodes"
     started = time.monotonic()
     result = run_ansible(ctx.console, title, ctx.inventory_file, names, playbook=SITE_PLAYBOOK,
-                         limit=limited, check=check)
+                         limit=limited, check=check, extra_vars={"fleet_skip_converged": skip_converged})
     elapsed = time.monotonic() - started
+    if not check:
+        _mark_incomplete(result)
     _print_run(ctx, f"{'Drift report' if check else 'Configure summary'} ({elapsed:.1f} s)", result)
     if check:
         drifted = sorted(name for name, r in result.hosts.items() if r.changed)
@@ -149,6 +161,17 @@ def _configure(ctx: Context, nodes: list[Node], limit: list[Node] | None, check:
     return result
 
 
+def _mark_incomplete(result: RunResult) -> None:
+    """A node that neither finished site.yml nor was skipped as converged did not converge, whatever it counted."""
+    for host in result.hosts.values():
+        done = host.reports.get("fleet_report_complete") or host.reports.get("fleet_report_converged")
+        if not done and not host.failed and not host.unreachable:
+            host.failed = host.failed or 1
+            host.message = host.message or "the run ended before this node's configuration completed"
+    if any(h.failed or h.unreachable for h in result.hosts.values()) and result.rc == 0:
+        result.rc = 1
+
+
 def _health(ctx: Context, nodes: list[Node], limit: list[Node] | None = None) -> bool:
     names = [host_name(ctx.fleet, n) for n in nodes]
     limited = [host_name(ctx.fleet, n) for n in limit] if limit else None
@@ -161,21 +184,17 @@ def _health(ctx: Context, nodes: list[Node], limit: list[Node] | None = None) ->
 
 
 def cmd_up(ctx: Context) -> int:
-    before = {n.instance_id for n in ctx.provider.nodes()}
     outcomes = _provision(ctx, f"Provisioning fleet '{ctx.fleet.name}'", ctx.provider.up)
     nodes = ctx.refresh_inventory()
     _print_outcomes(ctx, "Clusters", outcomes)
     failed = not all(o.ok for o in outcomes)
     if not nodes:
         raise FleetError("no node came up; see the cluster table above")
-    new_nodes = [n for n in nodes if n.instance_id not in before]
-    ctx.console.print(f"inventory: {ctx.inventory_file} ({len(nodes)} nodes, {len(new_nodes)} new)")
-    if ctx.args.reconfigure_all or not before:
-        failed |= _configure(ctx, nodes, None, check=False).rc != 0
-    elif new_nodes:
-        failed |= _configure(ctx, nodes, new_nodes, check=False).rc != 0
-    else:
-        ctx.console.print("no new nodes: existing nodes are left as they are (`deploy.py configure` re-applies)")
+    ctx.console.print(f"inventory: {ctx.inventory_file} ({len(nodes)} nodes)")
+    # Every node that is not converged is configured: new nodes, nodes whose last run failed or was cut short,
+    # nodes adopted from an earlier run, and all of them after the roles or the fleet file changed.
+    result = _configure(ctx, nodes, None, check=False, skip_converged=not ctx.args.reconfigure_all)
+    failed |= result.rc != 0
     if not ctx.args.skip_health:
         failed |= not _health(ctx, nodes)
     return 1 if failed else 0
@@ -183,13 +202,13 @@ def cmd_up(ctx: Context) -> int:
 
 def cmd_plan(ctx: Context) -> int:
     plans = ctx.provider.plan()
-    rows = [(p.cluster, p.region, p.zone or "any", p.num_nodes, p.instance_type or "-", "spot" if p.spot else
-             "on-demand") for p in plans]
+    rows = [(p.cluster, p.action.describe() if p.action else "unknown (state not readable)", p.region,
+             p.zone or "any", p.num_nodes, p.instance_type or "-", "spot" if p.spot else "on-demand") for p in plans]
     print_table(ctx.console, f"Plan for fleet '{ctx.fleet.name}' ({ctx.fleet.provider})",
-                ("cluster", "region", "zone", "nodes", "instance type", "market"), rows)
+                ("cluster", "up will", "region", "zone", "nodes", "instance type", "market"), rows)
     for plan in plans:
-        ctx.console.print(f"# {plan.cluster}", style="bold")
-        ctx.console.print(plan.rendered_task, markup=False, highlight=False)
+        # Raw text: the task must stay valid YAML (no markup, no wrapping, no emoji codes).
+        ctx.console.out(f"# {plan.cluster}\n{plan.rendered_task.rstrip()}", highlight=False)
     return 0
 
 

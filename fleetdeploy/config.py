@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import configparser
+import difflib
 import ipaddress
 import re
 import stat
@@ -15,6 +16,7 @@ from fleetdeploy.errors import InputError
 from fleetdeploy.fleetfile import KeyPathError as _At
 from fleetdeploy.fleetfile import one_line, read_mapping
 from fleetdeploy.regions import is_known_region, zone_belongs_to
+from fleetdeploy.role_options import TOOL_SET_VARS, role_options
 
 DEFAULT_BACALHAU_VERSION = "v1.9.3"
 MIN_BACALHAU_VERSION = (1, 5, 0)
@@ -316,6 +318,8 @@ class Fleet(_Model):
     images: ImagesSpec = Field(default_factory=ImagesSpec)
     labels: dict[str, str] = Field(default_factory=dict)
     local: LocalSpec = Field(default_factory=LocalSpec)
+    # Overrides of role variables (roles/*/meta/argument_specs.yml), e.g. bacalhau_heartbeat_interval: 30s.
+    role_vars: dict[str, Any] = Field(default_factory=dict)
 
     @field_validator("name")
     @classmethod
@@ -348,6 +352,18 @@ class Fleet(_Model):
                 raise _At(key, f"reserved label key (set by the tool: {', '.join(sorted(RESERVED_LABEL_KEYS))})")
             if not _LABEL_VALUE.fullmatch(label):
                 raise _At(key, "label values are 1-255 of letters, digits or . _ : / @ + -")
+        return value
+
+    @field_validator("role_vars")
+    @classmethod
+    def _role_vars(cls, value: dict[str, Any]) -> dict[str, Any]:
+        known = role_options()
+        for key in value:
+            if key not in known:
+                close = difflib.get_close_matches(key, sorted(known), n=1)
+                raise _At(key, "not a variable of any role" + (f" (did you mean '{close[0]}'?)" if close else ""))
+            if key in TOOL_SET_VARS:
+                raise _At(key, "set by the tool from the fleet file: change the fleet file's own key instead")
         return value
 
     @model_validator(mode="after")

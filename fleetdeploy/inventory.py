@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 
 from fleetdeploy.config import Fleet
+from fleetdeploy.convergence import config_digest
 from fleetdeploy.errors import FleetError
 from fleetdeploy.nodes import Node
 
@@ -70,8 +71,19 @@ def _host_vars(node: Node) -> dict[str, Any]:
     }
 
 
-def build_inventory(fleet: Fleet, nodes: Iterable[Node], extra_vars: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """The inventory dict: group `fleet_<id>` with fleet vars (+ extra_vars, which win), one child group per region.
+def _digest(fleet: Fleet, variables: Mapping[str, Any], roles_digest: str) -> str:
+    secrets = [Path(fleet.orchestrator.token_file)]
+    if fleet.aws_credentials is not None:
+        secrets.append(Path(fleet.aws_credentials.file))
+    archives = [Path(p) for p in (fleet.images.bacalhau_archive, fleet.images.sensor_archive) if p is not None]
+    return config_digest(variables, roles_digest, secrets, archives)
+
+
+def build_inventory(
+    fleet: Fleet, nodes: Iterable[Node], extra_vars: Mapping[str, Any] | None = None, roles_digest: str = ""
+) -> dict[str, Any]:
+    """The inventory dict: group `fleet_<id>` with fleet vars (+ extra_vars, then the fleet file's role_vars, which
+    win), one child group per region, and `fleet_config_digest` (what site.yml stamps on a converged node).
 
     Every region of the fleet gets a group (empty when it has no ready node) so `--limit <fleet>_<region>`
     always names something; hosts are sorted by name.
@@ -90,6 +102,8 @@ def build_inventory(fleet: Fleet, nodes: Iterable[Node], extra_vars: Mapping[str
     }
     variables = fleet_vars(fleet)
     variables.update(extra_vars or {})
+    variables.update(fleet.role_vars)
+    variables["fleet_config_digest"] = _digest(fleet, variables, roles_digest)
     return {"all": {"children": {f"fleet_{fleet_id}": {"vars": variables, "children": children}}}}
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
@@ -22,6 +23,37 @@ class Node:
     spot: bool
 
 
+class ActionKind(enum.Enum):
+    """What `up` does to one cluster; `outcome` is the action a successful run reports."""
+
+    LAUNCH = "launch"
+    HEAL = "heal"
+    RESIZE = "resize"
+    NOTHING = "nothing"
+
+    @property
+    def outcome(self) -> str:
+        return {"launch": "launched", "heal": "relaunched", "resize": "resized", "nothing": "unchanged"}[self.value]
+
+
+@dataclass(frozen=True)
+class ClusterAction:
+    """One cluster's next step: `have` is the node count it was launched with (None when it does not exist)."""
+
+    kind: ActionKind
+    wanted: int
+    have: int | None = None
+
+    def describe(self) -> str:
+        if self.kind is ActionKind.LAUNCH:
+            return f"launch {self.wanted} node(s)"
+        if self.kind is ActionKind.RESIZE:
+            return f"resize {self.have} -> {self.wanted} node(s)"
+        if self.kind is ActionKind.HEAL:
+            return f"heal: relaunch to bring back missing node(s) of {self.wanted}"
+        return "nothing to do"
+
+
 @dataclass(frozen=True)
 class ClusterPlan:
     """What `plan` shows for one cluster: where it goes and what would be sent to the provider."""
@@ -33,6 +65,7 @@ class ClusterPlan:
     instance_type: str | None
     spot: bool
     rendered_task: str
+    action: ClusterAction | None = None  # None: the current state could not be read
 
 
 @dataclass(frozen=True)
@@ -42,7 +75,7 @@ class ClusterOutcome:
     cluster: str
     region: str
     ok: bool
-    action: str  # launched | relaunched | unchanged | removed | failed
+    action: str  # launched | relaunched | resized | unchanged | removed | failed
     error: str | None = None
 
 

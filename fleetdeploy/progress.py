@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import TextIO
 
 from rich.console import Console
 from rich.live import Live
@@ -19,6 +20,8 @@ _STATE_STYLE = {
     "launched": "green",
     "relaunched": "green",
     "removed": "green",
+    "resized": "green",
+    "converged": "green",
     "changed": "yellow",
     "running": "cyan",
     "pending": "dim",
@@ -26,6 +29,17 @@ _STATE_STYLE = {
     "unhealthy": "red",
     "unreachable": "red",
 }
+
+
+# Wide enough that no name, address or YAML line is ever cut or wrapped when output goes to a file or a pipe.
+_UNBOUNDED_WIDTH = 100_000
+
+
+def make_console(stream: TextIO) -> Console:
+    """A console on `stream`: sized to the terminal, or never wrapping when `stream` is not a terminal."""
+    if stream.isatty():
+        return Console(file=stream, highlight=False, emoji=False)
+    return Console(file=stream, highlight=False, emoji=False, width=_UNBOUNDED_WIDTH, soft_wrap=True)
 
 
 def styled(state: str) -> Text:

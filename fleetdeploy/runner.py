@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import difflib
 import os
+import signal
 import sys
 import tempfile
+import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +37,8 @@ class HostResult:
     changed_tasks: list[str] = field(default_factory=list)
     diffs: list[str] = field(default_factory=list)
     outputs: list[str] = field(default_factory=list)
+    # Facts named fleet_report_* that the playbook set for the controller (site.yml: complete / converged).
+    reports: dict[str, Any] = field(default_factory=dict)
 
     @property
     def state(self) -> str:
@@ -42,6 +46,8 @@ class HostResult:
             return "unreachable"
         if self.failed:
             return "failed"
+        if self.reports.get("fleet_report_converged"):
+            return "converged"
         return "changed" if self.changed else "ok"
 
 
@@ -51,6 +57,8 @@ class RunResult:
     hosts: dict[str, HostResult]
     # Per host, the `res` of every task run with the capture action (health.yml slurps each node's status JSON).
     captured: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    # Ansible printed its recap: the run went to its end (an interrupted or killed run never does).
+    finished: bool = False
 
     @property
     def failed_hosts(self) -> list[str]:
@@ -105,6 +113,7 @@ class _EventCollector:
         self.capture_action = capture_action
         self.hosts: dict[str, HostResult] = {}
         self.captured: dict[str, list[dict[str, Any]]] = {}
+        self.finished = False
 
     def _host(self, name: str) -> HostResult:
         return self.hosts.setdefault(name, HostResult(host=name))
@@ -112,6 +121,8 @@ class _EventCollector:
     def __call__(self, event: dict[str, Any]) -> bool:
         kind = event.get("event", "")
         data = event.get("event_data", {})
+        if kind == "playbook_on_stats":
+            self.finished = True
         host_name = data.get("host")
         if not host_name or not kind.startswith("runner_"):
             return True
@@ -136,6 +147,8 @@ class _EventCollector:
                 host.outputs.append(str(res.get("stdout", "")))
             if self.capture_action and data.get("task_action") == self.capture_action:
                 self.captured.setdefault(host_name, []).append(res)
+            facts = res.get("ansible_facts") or {}
+            host.reports.update({k: v for k, v in facts.items() if k.startswith("fleet_report_")})
         elif kind == "runner_on_failed":
             if data.get("ignore_errors"):
                 host.ok += 1
@@ -194,6 +207,7 @@ def run_ansible(
     check: bool = False,
     capture_action: str | None = None,
     become: bool | None = None,
+    extra_vars: dict[str, bool | int | str] | None = None,
 ) -> RunResult:
     """Run a playbook (path relative to the repo) or an ad-hoc module on the inventory's hosts."""
     import ansible_runner  # imported here: costs ~0.3 s and only runs that configure nodes need it
@@ -203,6 +217,9 @@ def run_ansible(
     if become is not None:
         # The inventory's group_vars turn become on for the roles; ad-hoc commands choose for themselves.
         cmdline += f" -e ansible_become={str(become).lower()}"
+    for key, value in (extra_vars or {}).items():
+        # Flags only: extra vars are visible on the command line, so nothing secret may ever pass here.
+        cmdline += f" -e {key}={str(value).lower() if isinstance(value, bool) else value}"
     with tempfile.TemporaryDirectory(prefix="fleetdeploy-runner-") as private_dir:
         Path(private_dir).chmod(0o700)
         with ProgressBoard(console, title, targets) as board:
@@ -223,9 +240,33 @@ def run_ansible(
                 kwargs["playbook"] = str(REPO_ROOT / playbook)
             else:
                 kwargs.update(module=module, module_args=module_args, host_pattern=",".join(targets) or "all")
-            runner = ansible_runner.run(**kwargs)
+            with _sigint_cancels() as interrupted:
+                runner = ansible_runner.run(**kwargs, cancel_callback=interrupted.is_set)
+            if interrupted.is_set() or runner.status == "canceled":
+                raise KeyboardInterrupt
             collector.finish(runner.stats)
     for name in targets:
         collector.hosts.setdefault(name, HostResult(host=name))
     rc = runner.rc if isinstance(runner.rc, int) else 1
-    return RunResult(rc=rc, hosts=collector.hosts, captured=collector.captured)
+    if not collector.finished and rc == 0:
+        rc = 1  # Ansible never reached its recap: whatever it did is not a success
+    return RunResult(rc=rc, hosts=collector.hosts, captured=collector.captured, finished=collector.finished)
+
+
+class _sigint_cancels:  # noqa: N801 - used like a function: `with _sigint_cancels() as interrupted`
+    """While Ansible runs, Ctrl-C asks ansible-runner to stop it (which kills the playbook's process group).
+
+    ansible-runner would otherwise install its own SIGINT handler and never give the old one back, so later
+    Ctrl-C presses would be ignored. Only the main thread may set handlers; elsewhere this does nothing.
+    """
+
+    def __enter__(self) -> threading.Event:
+        self.event = threading.Event()
+        self.previous = None
+        if threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGINT, lambda *_: self.event.set())
+        return self.event
+
+    def __exit__(self, *exc: object) -> None:
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)

@@ -55,6 +55,7 @@ class SkyDouble:
     down_errors: dict[str, BaseException] = field(default_factory=dict)
     status_error: BaseException | None = None
     launched_tasks: dict[str, Any] = field(default_factory=dict)
+    launch_kwargs: dict[str, dict[str, Any]] = field(default_factory=dict)
     created: int = 100
     _requests: dict[str, tuple[str, Any]] = field(default_factory=dict)
     _ids: Any = field(default_factory=itertools.count)
@@ -92,7 +93,8 @@ class SkyDouble:
         if cluster_name in self.submit_errors:
             raise self.submit_errors[cluster_name]
         self.launched_tasks[cluster_name] = task
-        return self._request("launch", (cluster_name, task))
+        self.launch_kwargs[cluster_name] = dict(kwargs)
+        return self._request("launch", (cluster_name, task, bool(kwargs.get("resize"))))
 
     def down(self, cluster_name: str, purge: bool = False, **kwargs: Any) -> str:
         self.calls.append(("down", cluster_name))
@@ -114,13 +116,19 @@ class SkyDouble:
         chosen = [c for n, c in sorted(self.clusters.items()) if names is None or n in names]
         return [status_record(c, credentials) for c in chosen]
 
-    def _do_launch(self, payload: tuple[str, Any]) -> tuple[int, CloudVmRayResourceHandle]:
-        name, task = payload
+    def _do_launch(self, payload: tuple[str, Any, bool]) -> tuple[int, CloudVmRayResourceHandle]:
+        name, task, resize = payload
         if name in self.launch_errors:
             raise self.launch_errors[name]
         resources = next(iter(task.resources))
         existing = self.clusters.get(name)
         nodes = list(existing.nodes) if existing else []
+        if existing and not resize and task.num_nodes > len(nodes):
+            # sky's check_resources_fit_cluster: more nodes than launched needs resize=True.
+            raise sky.exceptions.ResourcesMismatchError(f"{name}: num_nodes {task.num_nodes} > {len(nodes)}")
+        if existing and resize and task.num_nodes < len(nodes):
+            # _handle_resize_pre_provision: scale-down terminates every worker; provisioning re-creates them.
+            nodes = nodes[:1]
         # Like SkyPilot: survivors are kept, only the missing nodes are created.
         nodes = [n for n in nodes if n.ip is not None]
         while len(nodes) < task.num_nodes:

@@ -82,6 +82,8 @@ def test_shape_and_vars(fleet: Fleet, tmp_path: Path) -> None:
         "fleet_instance_id": "i-0aaa",
         "fleet_spot": True,
     }
+    digest = group["vars"].pop("fleet_config_digest")
+    assert len(digest) == 64 and int(digest, 16) >= 0
     assert group["vars"] == {
         "fleet_name": "edge-demo",
         "fleet_provider": "skypilot",
@@ -111,6 +113,25 @@ def test_stable_across_reordering(fleet: Fleet) -> None:
         "edge_demo_us_east_1"
     ]["hosts"]
     assert hosts["edge-demo-i-0bbb"]["ansible_host"] == "198.51.100.1"
+
+
+def _digest(fleet: Fleet, roles: str = "roles-v1") -> str:
+    return str(build_inventory(fleet, NODES, {}, roles_digest=roles)["all"]["children"]["fleet_edge_demo"]["vars"][
+        "fleet_config_digest"])
+
+
+def test_config_digest_follows_roles_inputs_and_secret_contents(fleet: Fleet, tmp_path: Path) -> None:
+    base = _digest(fleet)
+    assert _digest(fleet) == base  # pure: same inputs, same digest
+    assert build_inventory(fleet, NODES[:1], {}, roles_digest="roles-v1")["all"]["children"]["fleet_edge_demo"][
+        "vars"]["fleet_config_digest"] == base  # the node set is not an input: nodes converge one by one
+    assert _digest(fleet, roles="roles-v2") != base
+    assert _digest(fleet.model_copy(update={"labels": {"team": "other"}})) != base
+    token = tmp_path / "token"
+    token.write_text("a-rotated-token\n")
+    rotated = _digest(fleet)
+    assert rotated != base
+    assert "a-rotated-token" not in yaml.safe_dump(build_inventory(fleet, NODES, {}, roles_digest="roles-v1"))
 
 
 def test_registry_fleet_has_no_archive_or_aws_vars(fleet: Fleet, tmp_path: Path) -> None:
@@ -184,3 +205,39 @@ def test_rewrite_replaces_atomically(fleet: Fleet, tmp_path: Path) -> None:
     assert path.stat().st_ino != inode
     assert "i-0ccc" not in path.read_text()
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+def _with_role_vars(tmp_path: Path, role_vars: dict[str, object]) -> Path:
+    data = yaml.safe_load((tmp_path / "fleet.yaml").read_text())
+    data["role_vars"] = role_vars
+    (tmp_path / "fleet.yaml").write_text(yaml.safe_dump(data))
+    return tmp_path / "fleet.yaml"
+
+
+def test_role_vars_override_provider_extras_and_change_the_digest(fleet: Fleet, tmp_path: Path) -> None:
+    before = _digest(fleet)
+    tuned = load_fleet(_with_role_vars(tmp_path, {"bacalhau_heartbeat_interval": "30s",
+                                                  "sensor_identity_imds_enabled": False}))
+    group_vars = build_inventory(tuned, NODES, {"sensor_identity_imds_enabled": True}, roles_digest="roles-v1")[
+        "all"]["children"]["fleet_edge_demo"]["vars"]
+    assert group_vars["bacalhau_heartbeat_interval"] == "30s"
+    assert group_vars["sensor_identity_imds_enabled"] is False  # the fleet file wins
+    assert group_vars["fleet_config_digest"] != before
+
+
+@pytest.mark.parametrize(
+    ("role_vars", "phrase"),
+    [
+        ({"bacalhau_heartbeat_intreval": "30s"}, "role_vars.bacalhau_heartbeat_intreval: not a variable of any "
+                                                 "role (did you mean 'bacalhau_heartbeat_interval'?)"),
+        ({"bacalhau_orchestrator_token_file": "/tmp/x"}, "role_vars.bacalhau_orchestrator_token_file: set by the tool"),
+        ({"no_such_thing": 1}, "role_vars.no_such_thing: not a variable of any role"),
+    ],
+)
+def test_role_vars_typos_and_tool_set_keys_are_refused(fleet: Fleet, tmp_path: Path, role_vars: dict[str, object],
+                                                        phrase: str) -> None:
+    path = _with_role_vars(tmp_path, role_vars)
+    result = subprocess.run([sys.executable, "deploy.py", "-f", str(path), "plan"], cwd=Path(__file__).parents[1],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and phrase in result.stderr, result.stderr

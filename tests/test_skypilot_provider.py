@@ -21,6 +21,7 @@ REPO = Path(__file__).resolve().parents[1]
 UP = SkyDouble.ClusterStatus.UP
 INIT = SkyDouble.ClusterStatus.INIT
 E1, W2 = "demo-eu-west-1", "demo-us-west-2"
+NO_STATE = Path("/nonexistent/state")  # the double replaces the SDK loader: nothing is written there
 
 
 def make_fleet(tmp_path: Path, regions: dict[str, dict[str, object]] | None = None) -> Fleet:
@@ -59,7 +60,7 @@ def up_cluster(name: str, region: str, count: int, status: object = UP, base: in
 def test_all_launches_submitted_before_first_get(fleet: Fleet) -> None:
     double = SkyDouble()
     progress = Progress()
-    outcomes = SkyPilotProvider(fleet, sdk_loader=lambda: double).up(progress)
+    outcomes = SkyPilotProvider(fleet, NO_STATE, sdk_loader=lambda: double).up(progress)
     assert [(o.cluster, o.ok, o.action) for o in outcomes] == [(E1, True, "launched"), (W2, True, "launched")]
     kinds = [kind for kind, _ in double.calls]
     launches = [i for i, k in enumerate(kinds) if k == "launch"]
@@ -75,7 +76,7 @@ def test_in_flight_is_bounded(tmp_path: Path) -> None:
     regions = {r: {"count": 1} for r in ("us-east-1", "us-east-2", "us-west-1", "us-west-2", "eu-west-1")}
     fleet = make_fleet(tmp_path, regions)
     double = SkyDouble()
-    SkyPilotProvider(fleet, sdk_loader=lambda: double, max_in_flight=2).up(Progress())
+    SkyPilotProvider(fleet, NO_STATE, sdk_loader=lambda: double, max_in_flight=2).up(Progress())
     outstanding = peak = 0
     for kind, _ in double.calls[2:]:  # skip the status request and its get
         outstanding += 1 if kind == "launch" else -1
@@ -88,7 +89,7 @@ def test_healthy_clusters_are_left_alone(fleet: Fleet) -> None:
     double = SkyDouble()
     double.add(up_cluster(W2, "us-west-2", 2))
     double.add(up_cluster(E1, "eu-west-1", 1, base=10))
-    outcomes = SkyPilotProvider(fleet, sdk_loader=lambda: double).up(Progress())
+    outcomes = SkyPilotProvider(fleet, NO_STATE, sdk_loader=lambda: double).up(Progress())
     assert {o.action for o in outcomes} == {"unchanged"}
     assert not [c for c in double.calls if c[0] == "launch"]
 
@@ -96,7 +97,7 @@ def test_healthy_clusters_are_left_alone(fleet: Fleet) -> None:
 def test_relaunch_on_init_short_and_missing(fleet: Fleet) -> None:
     double = SkyDouble()
     double.add(up_cluster(W2, "us-west-2", 2, status=INIT))
-    outcomes = SkyPilotProvider(fleet, sdk_loader=lambda: double).up(Progress())
+    outcomes = SkyPilotProvider(fleet, NO_STATE, sdk_loader=lambda: double).up(Progress())
     assert [(o.cluster, o.action) for o in outcomes] == [(E1, "launched"), (W2, "relaunched")]
     # survivors kept: the two existing instance ids are still there
     assert [n.instance_id for n in double.clusters[W2].nodes] == [f"i-{W2}-0", f"i-{W2}-1"]
@@ -104,9 +105,21 @@ def test_relaunch_on_init_short_and_missing(fleet: Fleet) -> None:
     short = SkyDouble()
     short.add(up_cluster(W2, "us-west-2", 1))
     short.add(up_cluster(E1, "eu-west-1", 1, base=10))
-    outcomes = SkyPilotProvider(fleet, sdk_loader=lambda: short).up(Progress())
-    assert [(o.cluster, o.action) for o in outcomes] == [(E1, "unchanged"), (W2, "relaunched")]
+    outcomes = SkyPilotProvider(fleet, NO_STATE, sdk_loader=lambda: short).up(Progress())
+    assert [(o.cluster, o.action) for o in outcomes] == [(E1, "unchanged"), (W2, "resized")]
     assert len(short.clusters[W2].nodes) == 2
+    assert short.launch_kwargs[W2]["resize"] is True
+
+
+def test_count_change_resizes_and_shrink_keeps_the_head(fleet: Fleet) -> None:
+    double = SkyDouble()
+    double.add(up_cluster(W2, "us-west-2", 4))
+    double.add(up_cluster(E1, "eu-west-1", 1, base=10))
+    outcomes = SkyPilotProvider(fleet, NO_STATE, sdk_loader=lambda: double).up(Progress())
+    assert [(o.cluster, o.action) for o in outcomes] == [(E1, "unchanged"), (W2, "resized")]
+    ids = [n.instance_id for n in double.clusters[W2].nodes]
+    # SkyPilot 0.14.1 shrinks by terminating every worker and creating count-1 new ones; the head stays.
+    assert len(ids) == 2 and ids[0] == f"i-{W2}-0" and f"i-{W2}-1" not in ids
 
 
 @pytest.mark.parametrize(
@@ -121,7 +134,7 @@ def test_relaunch_on_init_short_and_missing(fleet: Fleet) -> None:
 def test_failing_region_does_not_stop_the_others(fleet: Fleet, error: BaseException, phrase: str) -> None:
     double = SkyDouble(launch_errors={W2: error})
     progress = Progress()
-    outcomes = {o.cluster: o for o in SkyPilotProvider(fleet, sdk_loader=lambda: double).up(progress)}
+    outcomes = {o.cluster: o for o in SkyPilotProvider(fleet, NO_STATE, sdk_loader=lambda: double).up(progress)}
     assert outcomes[E1].ok and outcomes[E1].action == "launched"
     assert not outcomes[W2].ok and outcomes[W2].action == "failed"
     assert outcomes[W2].error is not None and phrase in outcomes[W2].error and "\n" not in outcomes[W2].error
@@ -130,14 +143,14 @@ def test_failing_region_does_not_stop_the_others(fleet: Fleet, error: BaseExcept
 
 def test_submit_error_and_status_error(fleet: Fleet) -> None:
     double = SkyDouble(submit_errors={E1: SkyDouble.exceptions.NoCloudAccessError("x")})
-    outcomes = {o.cluster: o for o in SkyPilotProvider(fleet, sdk_loader=lambda: double).up(Progress())}
+    outcomes = {o.cluster: o for o in SkyPilotProvider(fleet, NO_STATE, sdk_loader=lambda: double).up(Progress())}
     assert not outcomes[E1].ok and outcomes[W2].ok
 
     broken = SkyDouble(status_error=requests.exceptions.ConnectionError("api down"))
-    outcomes_list = SkyPilotProvider(fleet, sdk_loader=lambda: broken).up(Progress())
+    outcomes_list = SkyPilotProvider(fleet, NO_STATE, sdk_loader=lambda: broken).up(Progress())
     assert [o.ok for o in outcomes_list] == [False, False]
     with pytest.raises(FleetError, match="cannot read cluster status"):
-        SkyPilotProvider(fleet, sdk_loader=lambda: broken).nodes()
+        SkyPilotProvider(fleet, NO_STATE, sdk_loader=lambda: broken).nodes()
 
 
 def test_down_only_own_clusters(fleet: Fleet) -> None:
@@ -146,7 +159,7 @@ def test_down_only_own_clusters(fleet: Fleet) -> None:
     double.add(up_cluster(E1, "eu-west-1", 1, base=10))
     double.add(up_cluster("demo-us-west-2-other", "us-west-2", 1, base=20))
     double.add(up_cluster("other-us-west-2", "us-west-2", 1, base=30))
-    outcomes = {o.cluster: o for o in SkyPilotProvider(fleet, sdk_loader=lambda: double).down(Progress())}
+    outcomes = {o.cluster: o for o in SkyPilotProvider(fleet, NO_STATE, sdk_loader=lambda: double).down(Progress())}
     assert [name for kind, name in double.calls if kind == "down"] == [E1, W2]
     assert outcomes[W2].ok and outcomes[W2].action == "removed"
     assert not outcomes[E1].ok and "AWS credentials" in (outcomes[E1].error or "")
@@ -156,16 +169,16 @@ def test_down_only_own_clusters(fleet: Fleet) -> None:
 def test_down_missing_cluster_is_fine(fleet: Fleet) -> None:
     double = SkyDouble()
     double.add(up_cluster(W2, "us-west-2", 2))
-    outcomes = {o.cluster: o for o in SkyPilotProvider(fleet, sdk_loader=lambda: double).down(Progress())}
+    outcomes = {o.cluster: o for o in SkyPilotProvider(fleet, NO_STATE, sdk_loader=lambda: double).down(Progress())}
     assert outcomes[E1].ok and outcomes[E1].action == "unchanged"
     assert [name for kind, name in double.calls if kind == "down"] == [W2]
 
 
 def test_nodes_two_regions_multi_node(fleet: Fleet) -> None:
     double = SkyDouble()
-    SkyPilotProvider(fleet, sdk_loader=lambda: double).up(Progress())
+    SkyPilotProvider(fleet, NO_STATE, sdk_loader=lambda: double).up(Progress())
     double.add(up_cluster("other-eu-west-1", "eu-west-1", 1, base=50))
-    nodes = SkyPilotProvider(fleet, sdk_loader=lambda: double).nodes()
+    nodes = SkyPilotProvider(fleet, NO_STATE, sdk_loader=lambda: double).nodes()
     assert [(n.cluster, n.region) for n in nodes] == [(E1, "eu-west-1"), (W2, "us-west-2"), (W2, "us-west-2")]
     by_id = {n.instance_id: n for n in nodes}
     assert len(by_id) == 3
@@ -182,14 +195,17 @@ def test_nodes_two_regions_multi_node(fleet: Fleet) -> None:
     assert ("status", f"{E1},{W2}") in double.calls
 
 
-def test_nodes_skip_init_and_missing_ips() -> None:
+def test_nodes_of_init_clusters_count_and_missing_ips_do_not() -> None:
     healthy = up_cluster("f-us-east-1", "us-east-1", 3)
+    # INIT after a partial preemption: the survivors are still configured and checked.
     init = up_cluster("f-us-east-2", "us-east-2", 2, status=INIT, base=20)
     no_ip = up_cluster("f-us-west-1", "us-west-1", 2, base=30)
     no_ip.nodes[1].ip = None
-    nodes = nodes_from_status([status_record(c, True) for c in (healthy, init, no_ip)])
-    assert [n.instance_id for n in nodes] == ["i-f-us-east-1-0", "i-f-us-east-1-1", "i-f-us-east-1-2"]
-    assert [n.host for n in nodes] == ["198.51.100.1", "198.51.100.2", "198.51.100.3"]
+    stopped = up_cluster("f-us-west-2", "us-west-2", 1, status=SkyDouble.ClusterStatus.STOPPED, base=40)
+    nodes = nodes_from_status([status_record(c, True) for c in (healthy, init, no_ip, stopped)])
+    assert [n.instance_id for n in nodes] == ["i-f-us-east-1-0", "i-f-us-east-1-1", "i-f-us-east-1-2",
+                                              "i-f-us-east-2-0", "i-f-us-east-2-1"]
+    assert [n.host for n in nodes][:3] == ["198.51.100.1", "198.51.100.2", "198.51.100.3"]
 
 
 def test_nodes_shared_ip_different_ports_and_order_independent() -> None:
@@ -221,16 +237,37 @@ def test_nodes_need_credentials_and_fall_back_without_cluster_info() -> None:
     assert node.instance_id == "ip-198-51-100-1-22"
 
 
-def test_plan_and_import_do_not_import_sky(fleet: Fleet, tmp_path: Path) -> None:
+def test_plan_says_what_up_will_do_per_cluster(tmp_path: Path) -> None:
+    regions = {"us-east-1": {"count": 2}, "us-east-2": {"count": 2}, "us-west-1": {"count": 3},
+               "us-west-2": {"count": 1}}
+    fleet = make_fleet(tmp_path, regions)
+    double = SkyDouble()
+    double.add(up_cluster("demo-us-east-1", "us-east-1", 2))
+    double.add(up_cluster("demo-us-east-2", "us-east-2", 2, status=INIT, base=10))
+    double.add(up_cluster("demo-us-west-1", "us-west-1", 1, base=20))
+    plans = {p.cluster: p for p in SkyPilotProvider(fleet, NO_STATE, sdk_loader=lambda: double).plan()}
+    assert {name: p.action.describe() for name, p in plans.items() if p.action} == {
+        "demo-us-east-1": "nothing to do",
+        "demo-us-east-2": "heal: relaunch to bring back missing node(s) of 2",
+        "demo-us-west-1": "resize 1 -> 3 node(s)",
+        "demo-us-west-2": "launch 1 node(s)",
+    }
+    assert not [c for c in double.calls if c[0] in ("launch", "down")]
+    broken = SkyDouble(status_error=requests.exceptions.ConnectionError("api down"))
+    notices: list[str] = []
+    plans_unknown = SkyPilotProvider(fleet, NO_STATE, sdk_loader=lambda: broken, notice=notices.append).plan()
+    assert [p.action for p in plans_unknown] == [None] * 4 and "cannot read cluster status" in notices[0]
+
+
+def test_importing_the_provider_and_rendering_do_not_import_sky(fleet: Fleet, tmp_path: Path) -> None:
     script = textwrap.dedent(
         f"""
         import sys
         from fleetdeploy.config import load_fleet
         from fleetdeploy.providers.skypilot import SkyPilotProvider
-        plans = SkyPilotProvider(load_fleet({str(tmp_path / "fleet.yaml")!r})).plan()
-        assert [p.cluster for p in plans] == ["demo-eu-west-1", "demo-us-west-2"], plans
-        assert "infra: aws/us-west-2/us-west-2b" in plans[1].rendered_task
-        assert plans[1].num_nodes == 2 and plans[1].spot
+        from fleetdeploy.providers.skypilot_task import render_task, to_yaml
+        text = to_yaml(render_task(load_fleet({str(tmp_path / "fleet.yaml")!r}), "us-west-2"))
+        assert "infra: aws/us-west-2/us-west-2b" in text
         print("sky" in sys.modules, any(m.startswith("sky.") for m in sys.modules))
         """
     )
@@ -239,16 +276,22 @@ def test_plan_and_import_do_not_import_sky(fleet: Fleet, tmp_path: Path) -> None
     assert result.stdout.strip() == "False False"
 
 
-def test_loader_disables_usage_collection(monkeypatch: pytest.MonkeyPatch, fleet: Fleet) -> None:
+def test_loader_disables_usage_collection_and_installs_the_project_config(tmp_path: Path) -> None:
     script = textwrap.dedent(
-        """
+        f"""
         import os
+        from pathlib import Path
         os.environ.pop("SKYPILOT_DISABLE_USAGE_COLLECTION", None)
         from fleetdeploy.providers.skypilot import load_sky
-        sky = load_sky()
-        print(os.environ["SKYPILOT_DISABLE_USAGE_COLLECTION"], hasattr(sky.exceptions, "ClusterDoesNotExist"))
+        sky = load_sky(Path({str(tmp_path / "project.yaml")!r}))
+        from sky import skypilot_config
+        print(os.environ["SKYPILOT_DISABLE_USAGE_COLLECTION"], hasattr(sky.exceptions, "ClusterDoesNotExist"),
+              skypilot_config.get_nested(("aws", "remote_identity"), None))
         """
     )
-    result = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, check=False)
+    env = dict(os.environ, HOME=str(tmp_path))
+    env.pop("SKYPILOT_PROJECT_CONFIG", None)
+    result = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True,
+                            check=False, env=env | {"PYTHONPATH": str(REPO)})
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "1 True"
+    assert result.stdout.strip() == "1 True NO_UPLOAD"

@@ -73,7 +73,7 @@ def test_task_files_load_with_real_sky(sky: Any, path: Path) -> None:
     assert not task.envs and not task.secrets
     data = yaml.safe_load(path.read_text())
     assert not FORBIDDEN_KEYS & _keys(data)
-    assert data["config"] == {"aws": {"remote_identity": "NO_UPLOAD"}}
+    assert "config" not in data  # NO_UPLOAD lives in the project config (see test_skypilot_config.py)
     assert "python3" in data["setup"]
 
 
@@ -96,7 +96,23 @@ def test_rendered_tasks_load_and_match_the_fleet(sky: Any, fleet: Fleet, tmp_pat
         for secret in (TOKEN, "SECRETKEYVALUE", "AKIASECRETID", "token_file", str(fleet.orchestrator.token_file)):
             assert secret not in text
         assert not FORBIDDEN_KEYS & _keys(yaml.safe_load(text))
-        assert "remote_identity: NO_UPLOAD" in text
+        assert_launch_accepts_config(sky, yaml.safe_load(text))
+
+
+def assert_launch_accepts_config(sky: Any, task: dict[str, Any]) -> None:
+    """sky.launch refuses a task whose config sets a key outside OVERRIDEABLE_CONFIG_KEYS_IN_TASK (from_yaml doesn't)."""
+    from sky.skylet import constants  # noqa: PLC0415
+
+    allowed = {tuple(key) for key in constants.OVERRIDEABLE_CONFIG_KEYS_IN_TASK}
+
+    def paths(value: Any, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+        if isinstance(value, dict) and value:
+            return [p for k, v in value.items() for p in paths(v, (*prefix, k))]
+        return [prefix]
+
+    for path in paths(task.get("config") or {}):
+        if path:
+            assert any(path[: len(key)] == key for key in allowed), f"sky.launch rejects task config key {path}"
 
 
 def test_render_infra_without_zone_and_without_image(fleet: Fleet, tmp_path: Path) -> None:
@@ -121,4 +137,9 @@ def test_renderer_drops_forbidden_keys_from_a_bad_template(fleet: Fleet) -> None
     }
     task = render_task(fleet, "us-east-1", template)
     assert not {"envs", "secrets", "file_mounts", "ports"} & _keys(task)
-    assert task["config"]["aws"]["remote_identity"] == "NO_UPLOAD"
+    assert "config" not in task  # aws.* is not a task-level key sky.launch accepts
+
+
+def test_a_rejected_config_key_is_caught(sky: Any) -> None:
+    with pytest.raises(AssertionError, match="rejects task config key"):
+        assert_launch_accepts_config(sky, {"config": {"aws": {"remote_identity": "NO_UPLOAD"}}})

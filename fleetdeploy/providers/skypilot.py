@@ -9,22 +9,29 @@ from __future__ import annotations
 import functools
 import os
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
+from fleetdeploy.capture import captured_fds, strip_ansi
 from fleetdeploy.config import Fleet
 from fleetdeploy.errors import FleetError
-from fleetdeploy.nodes import ClusterOutcome, ClusterPlan, Node, ProgressCallback
+from fleetdeploy.nodes import ActionKind, ClusterAction, ClusterOutcome, ClusterPlan, Node, ProgressCallback
+from fleetdeploy.providers.skypilot_config import install_project_config
 from fleetdeploy.providers.skypilot_task import render_task, to_yaml
 
 SdkLoader = Callable[[], Any]
 MAX_IN_FLIGHT = 4
-_MAX_ERROR_CHARS = 300
+_MAX_ERROR_CHARS = 400
+# Progress rows for what SkyPilot itself prints (it does not say which cluster a line is about).
+SKYPILOT_ROW = "skypilot"
 
 
-def load_sky() -> Any:
-    """Import the SkyPilot SDK (usage collection off first: it would phone home on import)."""
+def load_sky(project_config: Path) -> Any:
+    """Import the SkyPilot SDK: usage collection off and our project config in place first (both read at import)."""
     os.environ["SKYPILOT_DISABLE_USAGE_COLLECTION"] = "1"
+    install_project_config(project_config)
     import sky  # noqa: PLC0415 - deliberately lazy
     import sky.exceptions  # noqa: PLC0415,F401 - makes sky.exceptions available as an attribute
 
@@ -41,9 +48,15 @@ def _is(sky: Any, exc: BaseException, name: str) -> bool:
     return isinstance(cls, type) and isinstance(exc, cls)
 
 
+def first_paragraph(text: str) -> str:
+    """The first paragraph of an error text as one line, without terminal codes."""
+    paragraph = strip_ansi(text).strip().split("\n\n", 1)[0]
+    return " ".join(line.strip() for line in paragraph.splitlines() if line.strip())
+
+
 def describe_error(sky: Any, exc: BaseException) -> str:
     """One line for a SkyPilot failure, with a hint for the failures users actually meet."""
-    first = (str(exc).strip().splitlines() or [""])[0]
+    first = first_paragraph(str(exc))
     hints: list[tuple[str, str]] = [
         ("CloudUserIdentityError", "AWS credentials are missing or unusable (run: sky check aws)"),
         ("NoCloudAccessError", "no usable cloud access (run: sky check aws)"),
@@ -77,14 +90,16 @@ def _instance_ids(handle: Any) -> dict[tuple[str, int], str]:
 
 
 def nodes_from_status(records: Iterable[Any]) -> list[Node]:
-    """Map SkyPilot status records (with credentials) to Nodes: UP clusters only, nodes with an IP only.
+    """Map SkyPilot status records (with credentials) to Nodes: UP and INIT clusters, nodes with an IP only.
 
+    An INIT cluster has lost nodes (partial spot preemption) or is still being launched: its surviving nodes are
+    still worth configuring and checking (a stale address shows as unreachable, never as healthy).
     Index 0 of the cached IPs is the head; the rest are workers. Hosts are named by instance id, never by
     index, because SkyPilot orders workers by IP and that order shifts when a spot node is replaced.
     """
     nodes: list[Node] = []
     for rec in records:
-        if _status_value(rec["status"]) != "UP" or rec["handle"] is None:
+        if _status_value(rec["status"]) not in ("UP", "INIT") or rec["handle"] is None:
             continue
         handle = rec["handle"]
         ips = handle.cached_external_ips
@@ -122,13 +137,46 @@ def nodes_from_status(records: Iterable[Any]) -> list[Node]:
     return nodes
 
 
-class SkyPilotProvider:
-    """Provider for AWS spot nodes through SkyPilot; one cluster `<fleet>-<region>` per region."""
+def _launched_nodes(record: Any) -> int:
+    return int(record["nodes"] if record.get("nodes") is not None else record["handle"].launched_nodes)
 
-    def __init__(self, fleet: Fleet, sdk_loader: SdkLoader = load_sky, max_in_flight: int = MAX_IN_FLIGHT) -> None:
+
+def decide(record: Any, wanted: int) -> ClusterAction:
+    """What `up` does to one cluster, from its SkyPilot record (None when it does not exist)."""
+    if record is None:
+        return ClusterAction(ActionKind.LAUNCH, wanted)
+    have = _launched_nodes(record)
+    if have != wanted:
+        return ClusterAction(ActionKind.RESIZE, wanted, have)
+    if _status_value(record["status"]) != "UP":
+        return ClusterAction(ActionKind.HEAL, wanted, have)
+    return ClusterAction(ActionKind.NOTHING, wanted, have)
+
+
+class SkyPilotProvider:
+    """Provider for AWS spot nodes through SkyPilot; one cluster `<fleet>-<region>` per region.
+
+    Everything SkyPilot prints (from Python or from the API server it starts) is captured at the file-descriptor
+    level and handed to `notice` or the progress callback, so our stdout stays machine-readable.
+    """
+
+    def __init__(
+        self,
+        fleet: Fleet,
+        state_dir: Path,
+        sdk_loader: SdkLoader | None = None,
+        max_in_flight: int = MAX_IN_FLIGHT,
+        notice: Callable[[str], None] | None = None,
+    ) -> None:
         self._fleet = fleet
-        self._load = sdk_loader
+        self._load = sdk_loader or functools.partial(load_sky, Path(state_dir) / "skypilot" / "project-config.yaml")
         self._max_in_flight = max(1, max_in_flight)
+        self._notice = notice or (lambda line: None)
+
+    @contextmanager
+    def _sdk(self, sink: Callable[[str], None] | None = None) -> Iterator[Any]:
+        with captured_fds(sink or self._notice):
+            yield self._load()
 
     def _names(self) -> dict[str, str]:
         return {self._fleet.cluster_name(region): region for region in sorted(self._fleet.regions)}
@@ -138,10 +186,20 @@ class SkyPilotProvider:
         return {}
 
     def plan(self) -> list[ClusterPlan]:
-        """What `up` would ask SkyPilot for; no SDK import, no cloud call."""
+        """What `up` would ask SkyPilot for, and what it would do to each cluster as SkyPilot's state stands.
+
+        Reading that state is a local API-server call, never a cloud call; when it fails, the action is unknown.
+        """
+        try:
+            with self._sdk() as sky:
+                records: dict[str, Any] | None = self._records(sky, list(self._names()))
+        except Exception as exc:  # noqa: BLE001 - plan still shows the tasks
+            self._notice(f"cannot read cluster status from SkyPilot: {describe_error(None, exc)}")
+            records = None
         plans = []
         for name, region in self._names().items():
             spec = self._fleet.regions[region]
+            action = decide(records.get(name), spec.count) if records is not None else None
             plans.append(
                 ClusterPlan(
                     cluster=name,
@@ -151,6 +209,7 @@ class SkyPilotProvider:
                     instance_type=spec.instance_type or self._fleet.defaults.instance_type,
                     spot=self._fleet.defaults.spot,
                     rendered_task=to_yaml(render_task(self._fleet, region)),
+                    action=action,
                 )
             )
         return plans
@@ -159,45 +218,33 @@ class SkyPilotProvider:
         records = sky.get(sky.status(list(names), _include_credentials=credentials))
         return {rec["name"]: rec for rec in records if rec["name"] in names}
 
-    def _action(self, record: Any, count: int) -> str:
-        if record is None:
-            return "launched"
-        nodes = record["nodes"] if "nodes" in record else record["handle"].launched_nodes
-        if _status_value(record["status"]) == "UP" and nodes >= count:
-            return "unchanged"
-        return "relaunched"
-
     def up(self, progress: ProgressCallback) -> list[ClusterOutcome]:
-        """Launch missing clusters and heal INIT / short ones; one failing region never stops the others."""
+        """Launch missing clusters, heal INIT ones, resize changed counts; one failing region never stops the others."""
         names = self._names()
-        sky = self._load()
-        try:
-            records = self._records(sky, list(names))
-        except Exception as exc:  # noqa: BLE001 - every SDK failure becomes an outcome
-            return self._all_failed(names, describe_error(sky, exc), progress)
-        outcomes: dict[str, ClusterOutcome] = {}
-        work: list[tuple[str, str, Callable[[], Any]]] = []
-        for name, region in names.items():
-            count = self._fleet.regions[region].count
-            action = self._action(records.get(name), count)
-            if action == "unchanged":
-                record = records[name]
-                nodes = record["nodes"] if "nodes" in record else record["handle"].launched_nodes
-                # SkyPilot cannot shrink a cluster in place; say so instead of silently ignoring the count.
-                extra = f" ({nodes} nodes > {count} asked: run down, then up, to shrink)" if nodes > count else ""
-                progress(name, f"up, nothing to do{extra}")
-                outcomes[name] = ClusterOutcome(name, region, True, "unchanged")
-                continue
-            verb = "launching" if action == "launched" else "relaunching (heal)"
-            progress(name, f"{verb} {count} node(s)")
-            work.append((name, action, self._launcher(sky, name, region)))
-        outcomes.update(self._run(sky, names, work, progress))
+        with self._sdk(lambda line: progress(SKYPILOT_ROW, line)) as sky:
+            try:
+                records = self._records(sky, list(names))
+            except Exception as exc:  # noqa: BLE001 - every SDK failure becomes an outcome
+                return self._all_failed(names, describe_error(sky, exc), progress)
+            outcomes: dict[str, ClusterOutcome] = {}
+            work: list[tuple[str, str, Callable[[], Any]]] = []
+            for name, region in names.items():
+                action = decide(records.get(name), self._fleet.regions[region].count)
+                if action.kind is ActionKind.NOTHING:
+                    progress(name, f"up, {action.wanted} node(s): nothing to do")
+                    outcomes[name] = ClusterOutcome(name, region, True, "unchanged")
+                    continue
+                progress(name, action.describe())
+                work.append((name, action.kind.outcome, self._launcher(sky, name, region, action.kind)))
+            outcomes.update(self._run(sky, names, work, progress))
         return [outcomes[name] for name in names]
 
-    def _launcher(self, sky: Any, name: str, region: str) -> Callable[[], Any]:
+    def _launcher(self, sky: Any, name: str, region: str, kind: ActionKind) -> Callable[[], Any]:
         def submit() -> Any:
             task = sky.Task.from_yaml_config(render_task(self._fleet, region))
-            return sky.launch(task, cluster_name=name, retry_until_up=False, down=False)
+            # resize: SkyPilot's fit check refuses a different num_nodes on an existing cluster without it.
+            return sky.launch(task, cluster_name=name, retry_until_up=False, down=False,
+                              resize=kind is ActionKind.RESIZE)
 
         return submit
 
@@ -237,33 +284,33 @@ class SkyPilotProvider:
         return outcomes
 
     def nodes(self) -> list[Node]:
-        """Every ready node of this fleet's UP clusters."""
-        sky = self._load()
+        """Every reachable-looking node of this fleet's UP and INIT clusters."""
         names = list(self._names())
-        try:
-            records = self._records(sky, names, credentials=True)
-        except Exception as exc:  # noqa: BLE001
-            raise FleetError(f"cannot read cluster status from SkyPilot: {describe_error(sky, exc)}") from None
+        with self._sdk() as sky:
+            try:
+                records = self._records(sky, names, credentials=True)
+            except Exception as exc:  # noqa: BLE001
+                raise FleetError(f"cannot read cluster status from SkyPilot: {describe_error(sky, exc)}") from None
         return nodes_from_status(records[name] for name in names if name in records)
 
     def down(self, progress: ProgressCallback) -> list[ClusterOutcome]:
         """Tear down this fleet's clusters (and only those); a missing cluster is not an error."""
         names = self._names()
-        sky = self._load()
-        try:
-            records = self._records(sky, list(names))
-        except Exception as exc:  # noqa: BLE001
-            return self._all_failed(names, describe_error(sky, exc), progress)
-        outcomes: dict[str, ClusterOutcome] = {}
-        work: list[tuple[str, str, Callable[[], Any]]] = []
-        for name, region in names.items():
-            if name not in records:
-                progress(name, "not found, nothing to remove")
-                outcomes[name] = ClusterOutcome(name, region, True, "unchanged")
-                continue
-            progress(name, "tearing down")
-            work.append((name, "removed", functools.partial(sky.down, name)))
-        outcomes.update(self._run(sky, names, work, progress))
+        with self._sdk(lambda line: progress(SKYPILOT_ROW, line)) as sky:
+            try:
+                records = self._records(sky, list(names))
+            except Exception as exc:  # noqa: BLE001
+                return self._all_failed(names, describe_error(sky, exc), progress)
+            outcomes: dict[str, ClusterOutcome] = {}
+            work: list[tuple[str, str, Callable[[], Any]]] = []
+            for name, region in names.items():
+                if name not in records:
+                    progress(name, "not found, nothing to remove")
+                    outcomes[name] = ClusterOutcome(name, region, True, "unchanged")
+                    continue
+                progress(name, "tearing down")
+                work.append((name, "removed", functools.partial(sky.down, name)))
+            outcomes.update(self._run(sky, names, work, progress))
         return [outcomes[name] for name in names]
 
     def _failed(self, name: str, region: str, error: str, progress: ProgressCallback) -> ClusterOutcome:

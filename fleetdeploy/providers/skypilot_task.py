@@ -47,7 +47,14 @@ def render_task(fleet: Fleet, region: str, template: dict[str, Any] | None = Non
     for key in ("envs", "secrets", "file_mounts", "workdir"):
         task.pop(key, None)
     resources.pop("ports", None)
-    task.setdefault("config", {}).setdefault("aws", {})["remote_identity"] = "NO_UPLOAD"
+    # Only keys sky.launch accepts in a task may stay (OVERRIDEABLE_CONFIG_KEYS_IN_TASK); ours live in the
+    # project config (skypilot_config.py). An empty config is dropped.
+    config = task.get("config") or {}
+    config.pop("aws", None)
+    if config:
+        task["config"] = config
+    else:
+        task.pop("config", None)
     return task
 
 
