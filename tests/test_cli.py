@@ -134,3 +134,14 @@ def test_local_provider_without_docker_is_exit_2(tmp_path: Path, token_file: Pat
     lines = error_lines(result)
     assert len(lines) == 1 and "docker" in lines[0]
     assert not (tmp_path / "state").exists() or not any((tmp_path / "state").rglob("*"))
+
+
+def test_piped_output_is_never_cut_or_wrapped(tmp_path: Path, token_file: Path) -> None:
+    name = "a-very-long-fleet-name-for-wide-columns1"  # 40 characters, the longest allowed
+    fleet = write_fleet(tmp_path, GOOD.replace("name: clitest", f"name: {name}"))
+    result = deploy("-f", str(fleet), "--local", "plan", env=dict(os.environ, COLUMNS="80"))
+    assert result.returncode == 0, result.stderr
+    assert "…" not in result.stdout
+    # The local plan names every node container in one line longer than 80 columns.
+    assert any(f"fleet-{name}-eu-west-1-lc-" in line and len(line) > 80 for line in result.stdout.splitlines())
+    assert f"{name}-us-east-1" in result.stdout
