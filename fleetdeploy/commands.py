@@ -200,12 +200,28 @@ def cmd_up(ctx: Context) -> int:
     return 1 if failed else 0
 
 
+def _prices(ctx: Context) -> dict[str, str]:
+    """Hourly price per cluster plus the fleet's (key ""), as shown; empty for the local provider (no bill)."""
+    if ctx.fleet.provider != "skypilot":
+        return {}
+    from fleetdeploy.pricing import format_price, region_prices
+
+    prices = region_prices(ctx.fleet)
+    shown = {ctx.fleet.cluster_name(r.region): format_price(r.per_region_hour, r.unknown) for r in prices.regions}
+    shown[""] = format_price(prices.per_hour, prices.unknown)
+    return shown
+
+
 def cmd_plan(ctx: Context) -> int:
     plans = ctx.provider.plan()
-    rows = [(p.cluster, p.action.describe() if p.action else "unknown (state not readable)", p.region,
-             p.zone or "any", p.num_nodes, p.instance_type or "-", "spot" if p.spot else "on-demand") for p in plans]
+    prices = _prices(ctx)
+    rows = [(p.cluster, p.action.describe() if p.action else "unknown (state not readable)", p.region, p.num_nodes,
+             " > ".join(p.candidates) or f"{p.instance_type or '-'} {'spot' if p.spot else 'on-demand'}",
+             prices.get(p.cluster, "-")) for p in plans]
     print_table(ctx.console, f"Plan for fleet '{ctx.fleet.name}' ({ctx.fleet.provider})",
-                ("cluster", "up will", "region", "zone", "nodes", "instance type", "market"), rows)
+                ("cluster", "up will", "region", "nodes", "tried in order", "price"), rows)
+    if prices:
+        ctx.console.print(f"fleet: {prices['']}", markup=False, highlight=False)
     for plan in plans:
         # Raw text: the task must stay valid YAML (no markup, no wrapping, no emoji codes).
         ctx.console.out(f"# {plan.cluster}\n{plan.rendered_task.rstrip()}", highlight=False)
@@ -214,17 +230,21 @@ def cmd_plan(ctx: Context) -> int:
 
 def cmd_status(ctx: Context) -> int:
     nodes = ctx.refresh_inventory()
-    by_cluster = {ctx.fleet.cluster_name(r): spec.count for r, spec in ctx.fleet.regions.items()}
+    prices = _prices(ctx)
+    wanted = {ctx.fleet.cluster_name(r): spec.count for r, spec in ctx.fleet.regions.items()}
+    have = {cluster: sum(1 for n in nodes if n.cluster == cluster) for cluster in wanted}
     cluster_rows = []
-    for cluster, wanted in sorted(by_cluster.items()):
-        have = sum(1 for n in nodes if n.cluster == cluster)
-        state = "ok" if have == wanted else ("failed" if have == 0 else "changed")
-        cluster_rows.append((cluster, styled(state), f"{have}/{wanted}"))
-    print_table(ctx.console, f"Fleet '{ctx.fleet.name}'", ("cluster", "state", "nodes up"), cluster_rows)
+    for cluster in sorted(wanted):
+        state = "ok" if have[cluster] == wanted[cluster] else ("failed" if have[cluster] == 0 else "changed")
+        cluster_rows.append((cluster, styled(state), f"{have[cluster]}/{wanted[cluster]}", prices.get(cluster, "-")))
+    print_table(ctx.console, f"Fleet '{ctx.fleet.name}'", ("cluster", "state", "nodes up", "price (as wanted)"),
+                cluster_rows)
+    if prices:
+        ctx.console.print(f"fleet: {prices['']}", markup=False, highlight=False)
     node_rows = [(host_name(ctx.fleet, n), n.region, n.zone or "-", f"{n.host}:{n.port}", n.instance_id,
                   "spot" if n.spot else "on-demand") for n in nodes]
     print_table(ctx.console, "Nodes", ("node", "region", "zone", "address", "instance id", "market"), node_rows)
-    return 0 if all(row[2].split("/")[0] == row[2].split("/")[1] for row in cluster_rows) else 1
+    return 0 if have == wanted else 1
 
 
 def cmd_configure(ctx: Context) -> int:

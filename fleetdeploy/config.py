@@ -10,12 +10,12 @@ import stat
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from fleetdeploy.errors import InputError
 from fleetdeploy.fleetfile import KeyPathError as _At
 from fleetdeploy.fleetfile import one_line, read_mapping
-from fleetdeploy.regions import is_known_region, zone_belongs_to
+from fleetdeploy.regions import DefaultsSpec, RegionSpec, StrictModel, is_known_region
 from fleetdeploy.role_options import TOOL_SET_VARS, role_options
 
 DEFAULT_BACALHAU_VERSION = "v1.9.3"
@@ -34,7 +34,6 @@ _COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
 _IMAGE = re.compile(
     rf"(?:[a-z0-9.-]+(?::[0-9]+)?/)?{_COMPONENT}(?:/{_COMPONENT})*(?::{_TAG.pattern})?(?:@sha256:[0-9a-f]{{64}})?"
 )
-_INSTANCE_TYPE = re.compile(r"[a-z][a-z0-9-]*\.[a-z0-9]+")
 _LABEL_KEY = re.compile(r"[A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?")
 _LABEL_VALUE = re.compile(r"[A-Za-z0-9._:/@+-]{1,255}")
 
@@ -152,39 +151,8 @@ def _check_image(value: str) -> str:
     return value
 
 
-def _check_instance_type(value: str | None) -> str | None:
-    if value is not None and not _INSTANCE_TYPE.fullmatch(value):
-        raise ValueError("is not an EC2 instance type (e.g. t3.medium)")
-    return value
-
-
-class _Model(BaseModel):
-    # strict: YAML already gives typed values; 'yes' -> True or 3.0 -> 3 would hide mistakes.
-    model_config = ConfigDict(extra="forbid", strict=True)
-
-
-class RegionSpec(_Model):
-    count: int = Field(ge=1, le=1000)
-    zone: str | None = None
-    instance_type: str | None = None
-
-    _instance_type = field_validator("instance_type")(_check_instance_type)
-
-
-class DefaultsSpec(_Model):
-    instance_type: str = "t3.medium"
-    spot: bool = True
-    disk_size_gb: int = Field(default=30, ge=8, le=16384)
-    image_id: str | None = None
-
-    _instance_type = field_validator("instance_type")(_check_instance_type)
-
-    @field_validator("image_id")
-    @classmethod
-    def _image_id(cls, value: str | None) -> str | None:
-        if value is not None and (not value or any(c.isspace() for c in value)):
-            raise ValueError("must be a non-empty id without spaces (e.g. ami-0123456789abcdef0)")
-        return value
+# RegionSpec and DefaultsSpec live in regions.py, next to the placement checks they use; all models share one base.
+_Model = StrictModel
 
 
 class OrchestratorSpec(_Model):
@@ -338,8 +306,7 @@ class Fleet(_Model):
         for region, spec in value.items():
             if not is_known_region(region):
                 raise _At(region, "unknown AWS region")
-            if spec.zone is not None and not zone_belongs_to(spec.zone, region):
-                raise _At(f"{region}.zone", f"zone '{spec.zone}' is not in region {region}")
+            spec.check_zones_of(region)
         return value
 
     @field_validator("labels")

@@ -66,6 +66,7 @@ class ClusterPlan:
     spot: bool
     rendered_task: str
     action: ClusterAction | None = None  # None: the current state could not be read
+    candidates: tuple[str, ...] = ()  # what the provider tries, in order (SkyPilot: instance type, market, zone)
 
 
 @dataclass(frozen=True)

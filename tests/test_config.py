@@ -79,6 +79,8 @@ def _both(*changes: Callable[[dict[str, Any]], None]) -> Callable[[dict[str, Any
     return change
 
 
+R, E, Z, T = "regions/us-east-1", "regions.us-east-1", "us-east-1a", "t3.small"
+EITHER = "instance_types: give either instance_type or instance_types, not both"
 BAD: list[tuple[str, Callable[[dict[str, Any]], None], str]] = [
     (
         "typo-count",
@@ -113,6 +115,32 @@ BAD: list[tuple[str, Callable[[dict[str, Any]], None], str]] = [
         _set("regions/us-east-1/instance_type", "t3 medium"),
         "regions.us-east-1.instance_type: is not an EC2 instance type",
     ),
+    # Capacity lists (the failover order). R/E: the region's path for _set and its key path in messages.
+    ("zones-empty", _set(f"{R}/zones", []), f"{E}.zones: must list at least one zone (or leave the key out)"),
+    ("zones-dup", _set(f"{R}/zones", [Z, "us-east-1b", Z]), f"{E}.zones: duplicate zone 'us-east-1a'"),
+    ("zones-other", _set(f"{R}/zones", [Z, "us-west-2a"]), f"{E}.zones: zone 'us-west-2a' is not in region"),
+    ("zones-not-list", _set(f"{R}/zones", Z), f"{E}.zones: must be a list ([first, second, ...])"),
+    ("zones-item-int", _set(f"{R}/zones", [Z, 5]), f"{E}.zones.1: must be a string"),
+    ("zone-and-zones", _both(_set(f"{R}/zone", Z), _set(f"{R}/zones", [Z])), f"{E}.zones: give either zone or"),
+    ("types-empty", _set(f"{R}/instance_types", []), f"{E}.instance_types: must list at least one instance type"),
+    ("types-dup", _set(f"{R}/instance_types", [T, "t3a.small", T]), f"{E}.instance_types: duplicate instance type"),
+    ("types-bad", _set(f"{R}/instance_types", [T, "t3 small"]), f"{E}.instance_types.1: is not an EC2 instance"),
+    ("region-both", _both(_set(f"{R}/instance_type", T), _set(f"{R}/instance_types", [T])), f"{E}.{EITHER}"),
+    ("defaults-types-empty", _set("defaults/instance_types", []), "defaults.instance_types: must list at least one"),
+    ("defaults-types-dup", _set("defaults/instance_types", [T, T]), "defaults.instance_types: duplicate instance type"),
+    ("defaults-types-bad", _set("defaults/instance_types", ["T3"]), "defaults.instance_types.0: is not an EC2"),
+    (
+        "defaults-both",
+        _both(_set("defaults/instance_type", T), _set("defaults/instance_types", [T])),
+        f"defaults.{EITHER}",
+    ),
+    (
+        "fallback-without-spot",
+        _both(_set("defaults/spot", False), _set("defaults/on_demand_fallback", True)),
+        "defaults.on_demand_fallback: only used with spot: true",
+    ),
+    ("fallback-str", _set("defaults/on_demand_fallback", "yes"), "defaults.on_demand_fallback: must be true or false"),
+    ("fallback-typo", _set("defaults/on_demand_fallbak", True), "defaults.on_demand_fallbak: unknown key (did you"),
     ("disk-small", _set("defaults/disk_size_gb", 4), "defaults.disk_size_gb: must be >= 8"),
     ("spot-str", _set("defaults/spot", "yes"), "defaults.spot: must be true or false"),
     (
@@ -297,6 +325,16 @@ def test_defaults_and_relative_paths(fleet_dir: Path) -> None:
     assert fleet.labels == {}
     assert fleet.local.node_image == "localhost/fleet-node:trixie"
     assert fleet.local.privileged is False
+
+
+def test_capacity_lists_and_singular_keys(fleet_dir: Path) -> None:
+    regions = {"us-east-1": {"count": 2, "zones": ["us-east-1b", Z], "instance_types": [T]}, "eu-west-1": {"count": 1}}
+    fleet = load_fleet(write(fleet_dir, mutate(_set("regions", regions))))
+    east = fleet.regions["us-east-1"]
+    assert (east.zones, east.zone, east.instance_types, east.instance_type) == (["us-east-1b", Z], None, [T], None)
+    assert fleet.defaults.instance_types is None and fleet.defaults.on_demand_fallback is False
+    data = mutate(_set("defaults", {"instance_types": [T, "t3a.small"], "on_demand_fallback": True}))
+    assert load_fleet(write(fleet_dir, data)).defaults.instance_types == [T, "t3a.small"]
 
 
 def test_full_local_fleet(fleet_dir: Path) -> None:

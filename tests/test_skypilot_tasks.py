@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from fleetdeploy.config import Fleet, load_fleet
-from fleetdeploy.providers.skypilot_task import TEMPLATE, render_task, to_yaml
+from fleetdeploy.providers.skypilot_task import TEMPLATE, Candidate, candidates, render_task, to_yaml
 
 REPO = Path(__file__).resolve().parents[1]
 TASK_FILES = sorted((REPO / "skypilot-tasks").glob("*.yaml"))
@@ -30,27 +30,50 @@ def sky() -> Any:
     return sky
 
 
-@pytest.fixture()
-def fleet(tmp_path: Path) -> Fleet:
-    token = tmp_path / "token"
+def _write_fleet(directory: Path, regions: dict[str, Any], defaults: dict[str, Any]) -> Fleet:
+    token = directory / "token"
     token.write_text(TOKEN)
     token.chmod(0o600)
-    creds = tmp_path / "creds"
+    creds = directory / "creds"
     creds.write_text("[default]\naws_access_key_id = AKIASECRETID\naws_secret_access_key = SECRETKEYVALUE\n")
     data = {
         "name": "demo",
-        "regions": {
-            "us-east-1": {"count": 3, "zone": "us-east-1c", "instance_type": "c5.large"},
-            "eu-central-1": {"count": 1},
-        },
-        "defaults": {"spot": False, "disk_size_gb": 40, "image_id": "ami-0123456789abcdef0"},
+        "regions": regions,
+        "defaults": defaults,
         "orchestrator": {"endpoint": "nats://orch.example.com:4222", "token_file": "token"},
         "aws_credentials": {"file": "creds"},
         "sensor": {"version": "1.0.0"},
         "labels": {"team": "edge"},
     }
-    (tmp_path / "fleet.yaml").write_text(yaml.safe_dump(data))
-    return load_fleet(tmp_path / "fleet.yaml")
+    (directory / "fleet.yaml").write_text(yaml.safe_dump(data))
+    return load_fleet(directory / "fleet.yaml")
+
+
+@pytest.fixture()
+def fleet(tmp_path: Path) -> Fleet:
+    return _write_fleet(
+        tmp_path,
+        {"us-east-1": {"count": 3, "zone": "us-east-1c", "instance_type": "c5.large"}, "eu-central-1": {"count": 1}},
+        {"spot": False, "disk_size_gb": 40, "image_id": "ami-0123456789abcdef0"},
+    )
+
+
+@pytest.fixture()
+def failover(tmp_path: Path) -> Fleet:
+    """Lists everywhere: region-level types and zones, default types, and the on-demand fallback."""
+    return _write_fleet(
+        tmp_path,
+        {
+            "us-east-1": {
+                "count": 2,
+                "zones": ["us-east-1b", "us-east-1a"],
+                "instance_types": ["t3.medium", "t3a.medium"],
+            },
+            "eu-west-1": {"count": 1},
+            "us-west-2": {"count": 1, "zone": "us-west-2c", "instance_type": "c5.large"},
+        },
+        {"instance_types": ["t3.large", "t2.large"], "on_demand_fallback": True, "image_id": "ami-0123456789abcdef0"},
+    )
 
 
 def _keys(value: Any) -> set[str]:
@@ -143,3 +166,60 @@ def test_renderer_drops_forbidden_keys_from_a_bad_template(fleet: Fleet) -> None
 def test_a_rejected_config_key_is_caught(sky: Any) -> None:
     with pytest.raises(AssertionError, match="rejects task config key"):
         assert_launch_accepts_config(sky, {"config": {"aws": {"remote_identity": "NO_UPLOAD"}}})
+
+
+def test_candidates_order_spot_first_then_types_then_zones(failover: Fleet) -> None:
+    order = [(c.instance_type, c.zone, c.spot) for c in candidates(failover, "us-east-1")]
+    spot = [
+        ("t3.medium", "us-east-1b"),
+        ("t3.medium", "us-east-1a"),
+        ("t3a.medium", "us-east-1b"),
+        ("t3a.medium", "us-east-1a"),
+    ]
+    assert order == [(t, z, True) for t, z in spot] + [(t, z, False) for t, z in spot]
+    # A region without its own types takes the defaults' list; a single zone-less type still fails over on-demand.
+    assert [c.describe() for c in candidates(failover, "eu-west-1")] == [
+        "t3.large spot any",
+        "t2.large spot any",
+        "t3.large on-demand any",
+        "t2.large on-demand any",
+    ]
+    assert candidates(failover, "us-west-2") == [
+        Candidate("c5.large", "us-west-2c", spot=True),
+        Candidate("c5.large", "us-west-2c", spot=False),
+    ]
+
+
+def test_single_candidate_keeps_plain_resources(fleet: Fleet) -> None:
+    assert candidates(fleet, "us-east-1") == [Candidate("c5.large", "us-east-1c", False)]
+    assert candidates(fleet, "eu-central-1") == [Candidate("t3.medium", None, False)]
+    resources = render_task(fleet, "us-east-1")["resources"]
+    assert "ordered" not in resources and "any_of" not in resources
+    assert list(resources)[:3] == ["infra", "instance_type", "use_spot"]
+
+
+def test_rendered_failover_tasks_load_as_ordered_lists(sky: Any, failover: Fleet, tmp_path: Path) -> None:
+    for region in failover.regions:
+        text = to_yaml(render_task(failover, region))
+        path = tmp_path / f"{region}.yaml"
+        path.write_text(text)
+        data = yaml.safe_load(text)
+        assert set(data["resources"]) == {"ordered", "disk_size", "labels", "image_id"}
+        for task in (sky.Task.from_yaml(str(path)), sky.Task.from_yaml_config(yaml.safe_load(text))):
+            assert isinstance(task.resources, list)  # ordered: tried in this order, not sorted by price
+            got = [(r.region, r.instance_type, r.zone, r.use_spot) for r in task.resources]
+            want = [(region, c.instance_type, c.zone, c.spot) for c in candidates(failover, region)]
+            assert got == want
+            for resources in task.resources:
+                assert resources.disk_size == 30 and resources.labels == {"fleet": "demo", "region": region}
+                assert resources.image_id == {region: "ami-0123456789abcdef0"} and resources.ports is None
+        assert TOKEN not in text and "SECRETKEYVALUE" not in text
+        assert not FORBIDDEN_KEYS & _keys(data)
+        assert_launch_accepts_config(sky, data)
+
+
+def test_template_placement_never_mixes_with_candidates(failover: Fleet) -> None:
+    template = {"resources": {"any_of": [{"instance_type": "p3.2xlarge"}], "cloud": "gcp", "zone": "x", "cpus": 2}}
+    resources = render_task(failover, "us-east-1", template)["resources"]
+    assert not {"any_of", "cloud", "zone", "infra", "instance_type", "use_spot"} & set(resources)
+    assert resources["cpus"] == 2 and len(resources["ordered"]) == 8

@@ -22,7 +22,7 @@ import yaml
 
 from fleetdeploy.config import read_token
 from fleetdeploy.errors import InputError
-from fleetdeploy.nodes import ClusterOutcome, ClusterPlan, Node, ProgressCallback
+from fleetdeploy.nodes import ActionKind, ClusterAction, ClusterOutcome, ClusterPlan, Node, ProgressCallback
 from fleetdeploy.providers.local_docker import DockerCli, DockerError
 from fleetdeploy.providers.local_image import ensure_node_image, ensure_service_images
 
@@ -114,9 +114,32 @@ class LocalProvider:
         return extra
 
     # ---- plan ----------------------------------------------------------------------------------------------------
+    def _region_actions(self) -> dict[str, ClusterAction] | None:
+        """What `up` will do per region, from the containers that exist now (None when Docker can't be asked)."""
+        try:
+            docker = DockerCli()
+            docker.check_engine()
+            existing = docker.containers(self._labels("node"))
+        except (DockerError, InputError):
+            return None
+        actions = {}
+        for region, spec in self.fleet.regions.items():
+            mine = [c for c in existing if c.labels.get(LABEL_REGION) == region]
+            running = sum(1 for c in mine if c.running)
+            if not mine:
+                actions[region] = ClusterAction(ActionKind.LAUNCH, spec.count)
+            elif running != spec.count and running == len(mine):
+                actions[region] = ClusterAction(ActionKind.RESIZE, spec.count, running)
+            elif running != len(mine) or running < spec.count:
+                actions[region] = ClusterAction(ActionKind.HEAL, spec.count, len(mine))
+            else:
+                actions[region] = ClusterAction(ActionKind.NOTHING, spec.count, running)
+        return actions
+
     def plan(self) -> list[ClusterPlan]:
         image = self.fleet.local.node_image
         mode = "--privileged" if self.fleet.local.privileged else f"{len(NODE_CAPABILITIES)} capabilities"
+        actions = self._region_actions()
         plans = []
         for region, spec in sorted(self.fleet.regions.items()):
             task = (
@@ -126,7 +149,8 @@ class LocalProvider:
             )
             if self.local_orchestrator:
                 task += f"\n  orchestrator: {self.orchestrator.name} ({self.fleet.bacalhau.image})"
-            plans.append(ClusterPlan(self.fleet.cluster_name(region), region, None, spec.count, None, False, task))
+            plans.append(ClusterPlan(self.fleet.cluster_name(region), region, None, spec.count, None, False, task,
+                                     actions.get(region) if actions is not None else None))
         return plans
 
     # ---- up ------------------------------------------------------------------------------------------------------
@@ -179,16 +203,20 @@ class LocalProvider:
         try:
             existing = docker.containers(self._labels("node", region))
             stopped = [c.name for c in existing if not c.running]
-            running = len(existing) - len(stopped)
+            running = sorted((c for c in existing if c.running), key=lambda c: (c.created, c.name))
             if stopped:
                 progress(cluster, f"removing {len(stopped)} stopped node(s) (preempted)")
                 docker.remove(stopped)
-            missing = max(0, count - running)
-            if running > count:
-                progress(cluster, f"{running} nodes run, {count} wanted: extra nodes kept (`down` removes them)")
+            if len(running) > count:
+                # Shrink: whole nodes go, newest first; the survivors are not touched.
+                extra = [c.name for c in running[count:]]
+                progress(cluster, f"resizing {len(running)} -> {count}: removing {len(extra)} node(s)")
+                docker.remove(extra)
+                return ClusterOutcome(cluster, region, True, "resized")
+            missing = count - len(running)
             if missing == 0:
-                progress(cluster, f"{running} node(s) running")
-                return ClusterOutcome(cluster, region, True, "unchanged")
+                progress(cluster, f"{len(running)} node(s) running")
+                return ClusterOutcome(cluster, region, True, "relaunched" if stopped else "unchanged")
             for index in range(missing):
                 progress(cluster, f"creating node {index + 1}/{missing}")
                 instance_id = self._create_node(docker, region, public_key, lambda m: progress(cluster, m))
@@ -196,7 +224,8 @@ class LocalProvider:
         except (DockerError, NodeCreateError) as exc:
             progress(cluster, f"failed: {exc}")
             return ClusterOutcome(cluster, region, False, "failed", str(exc))
-        return ClusterOutcome(cluster, region, True, "relaunched" if existing else "launched")
+        grown = "resized" if existing and not stopped else "relaunched"
+        return ClusterOutcome(cluster, region, True, grown if existing else "launched")
 
     def _run_args(self, name: str, region: str, instance_id: str) -> list[str]:
         args = ["--name", name, "--hostname", f"{self.fleet.name}-{instance_id}", "--network", self.network]

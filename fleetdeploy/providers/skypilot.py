@@ -19,7 +19,7 @@ from fleetdeploy.config import Fleet
 from fleetdeploy.errors import FleetError
 from fleetdeploy.nodes import ActionKind, ClusterAction, ClusterOutcome, ClusterPlan, Node, ProgressCallback
 from fleetdeploy.providers.skypilot_config import install_project_config
-from fleetdeploy.providers.skypilot_task import render_task, to_yaml
+from fleetdeploy.providers.skypilot_task import candidates, render_task, to_yaml
 
 SdkLoader = Callable[[], Any]
 MAX_IN_FLIGHT = 4
@@ -200,16 +200,18 @@ class SkyPilotProvider:
         for name, region in self._names().items():
             spec = self._fleet.regions[region]
             action = decide(records.get(name), spec.count) if records is not None else None
+            order = candidates(self._fleet, region)
             plans.append(
                 ClusterPlan(
                     cluster=name,
                     region=region,
-                    zone=spec.zone,
+                    zone=order[0].zone,
                     num_nodes=spec.count,
-                    instance_type=spec.instance_type or self._fleet.defaults.instance_type,
-                    spot=self._fleet.defaults.spot,
+                    instance_type=order[0].instance_type,
+                    spot=order[0].spot,
                     rendered_task=to_yaml(render_task(self._fleet, region)),
                     action=action,
+                    candidates=tuple(c.describe() for c in order),
                 )
             )
         return plans

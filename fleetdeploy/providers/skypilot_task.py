@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +13,7 @@ import yaml
 from fleetdeploy.config import Fleet
 
 TEMPLATE = Path(__file__).resolve().parents[2] / "skypilot-tasks" / "node.yaml"
+_PLACEMENT_KEYS = frozenset({"infra", "instance_type", "use_spot", "any_of", "ordered", "cloud", "region", "zone"})
 
 
 def load_template(path: Path = TEMPLATE) -> dict[str, Any]:
@@ -27,16 +30,69 @@ def infra(region: str, zone: str | None) -> str:
     return f"aws/{region}/{zone}" if zone else f"aws/{region}"
 
 
+class Market(StrEnum):
+    """How a node is bought; the value is what `plan`, `status` and JSON output show."""
+
+    SPOT = "spot"
+    ON_DEMAND = "on-demand"
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One placement SkyPilot may try for a region's cluster: an instance type, a zone (None: any) and a market."""
+
+    instance_type: str
+    zone: str | None
+    spot: bool
+
+    @property
+    def market(self) -> Market:
+        return Market.SPOT if self.spot else Market.ON_DEMAND
+
+    def describe(self) -> str:
+        """E.g. `t3.medium spot us-east-1a` (zone `any` when SkyPilot may pick one)."""
+        return f"{self.instance_type} {self.market} {self.zone or 'any'}"
+
+    def resources(self, region: str) -> dict[str, Any]:
+        """The keys that differ between candidates, as SkyPilot's `resources` (or `resources.ordered` entry) wants."""
+        return {"infra": infra(region, self.zone), "instance_type": self.instance_type, "use_spot": self.spot}
+
+
+def candidates(fleet: Fleet, region: str) -> list[Candidate]:
+    """Every placement for `region`'s cluster, in the order SkyPilot tries them.
+
+    All spot candidates come first (instance types outer, zones inner, both in the fleet file's order), then,
+    with `defaults.on_demand_fallback`, the same again on-demand. A region's own instance type(s) replace the
+    defaults' list rather than extend it.
+    """
+    spec, defaults = fleet.regions[region], fleet.defaults
+    own = spec.instance_types or ([spec.instance_type] if spec.instance_type else None)
+    types = own or defaults.instance_types or [defaults.instance_type]
+    zones: list[str | None] = list(spec.zones) if spec.zones else [spec.zone]
+    markets = [True, False] if defaults.spot and defaults.on_demand_fallback else [defaults.spot]
+    return [Candidate(kind, zone, spot) for spot in markets for kind in types for zone in zones]
+
+
 def render_task(fleet: Fleet, region: str, template: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The task mapping for the cluster of `region`: template plus this fleet's values."""
+    """The task mapping for the cluster of `region`: template plus this fleet's values.
+
+    One candidate gives plain `resources`; several give `resources.ordered` (SkyPilot tries a list in its order;
+    `any_of` is a set it would sort by price), each entry overlaid on the shared keys left at `resources`.
+    SkyPilot can only fail over while creating a cluster: an existing one keeps the candidate it was launched on.
+    """
     spec = fleet.regions[region]
     task = copy.deepcopy(template if template is not None else load_template())
     task["name"] = fleet.cluster_name(region)
     task["num_nodes"] = spec.count
-    resources = task.setdefault("resources", {})
-    resources["infra"] = infra(region, spec.zone)
-    resources["instance_type"] = spec.instance_type or fleet.defaults.instance_type
-    resources["use_spot"] = fleet.defaults.spot
+    order = candidates(fleet, region)
+    if len(order) == 1:
+        placement = order[0].resources(region)
+    else:
+        placement = {"ordered": [candidate.resources(region) for candidate in order]}
+    # Placement first, as in node.yaml; the template's own placement never survives (SkyPilot refuses a mix of
+    # infra with the legacy cloud/region/zone, and of any_of with ordered).
+    shared = {key: value for key, value in (task.get("resources") or {}).items() if key not in _PLACEMENT_KEYS}
+    resources = task["resources"] = {**placement, **shared}
     resources["disk_size"] = fleet.defaults.disk_size_gb
     resources["labels"] = {"fleet": fleet.name, "region": region}
     if fleet.defaults.image_id:
@@ -58,6 +114,18 @@ def render_task(fleet: Fleet, region: str, template: dict[str, Any] | None = Non
     return task
 
 
+class _TaskDumper(yaml.SafeDumper):
+    """Multi-line strings (the setup script) as literal blocks, as a person would write them."""
+
+
+def _represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+    style = "|" if "\n" in value else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+_TaskDumper.add_representer(str, _represent_str)
+
+
 def to_yaml(task: dict[str, Any]) -> str:
     """The task as YAML text (what `plan` shows and what tests feed to sky.Task.from_yaml)."""
-    return str(yaml.safe_dump(task, sort_keys=False, default_flow_style=False))
+    return str(yaml.dump(task, Dumper=_TaskDumper, sort_keys=False, default_flow_style=False))

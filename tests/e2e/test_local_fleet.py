@@ -343,6 +343,40 @@ def test_5_one_unreachable_node_does_not_stop_the_others(fleet: Fleet) -> None:
     assert again.returncode == 0, again.stdout[-6000:]
 
 
+def _set_count(fleet: Fleet, region: str, count: int) -> None:
+    text = fleet.fleet_file.read_text()
+    start = text.index(f"  {region}: {{count: ")
+    end = text.index("}", start)
+    fleet.fleet_file.write_text(text[:start] + f"  {region}: {{count: {count}" + text[end:])
+
+
+def test_5b_count_changes_resize_the_region_and_leave_survivors_alone(fleet: Fleet) -> None:
+    before = fleet.containers()
+    _set_count(fleet, "us-east-1", 1)
+    plan = fleet.deploy("plan")
+    assert plan.returncode == 0, plan.stderr
+    actions = _table_rows(plan.stdout, "Plan for fleet")
+    assert actions[f"{fleet.name}-us-east-1"][1] == "resize 2 -> 1 node(s)", actions
+    assert actions[f"{fleet.name}-eu-west-1"][1] == "nothing to do", actions
+
+    shrink = fleet.deploy("up")
+    assert shrink.returncode == 0, shrink.stdout[-6000:] + shrink.stderr[-2000:]
+    assert _table_rows(shrink.stdout, "Clusters")[f"{fleet.name}-us-east-1"][1] == "resized"
+    after = fleet.containers()
+    assert len(after) == 2 and set(after) < set(before)
+    configured = _table_rows(shrink.stdout, "Configure summary")
+    assert all(row[1] == "converged" for row in configured.values()), configured  # survivors untouched
+
+    _set_count(fleet, "us-east-1", 2)
+    grow = fleet.deploy("up")
+    assert grow.returncode == 0, grow.stdout[-6000:] + grow.stderr[-2000:]
+    (new_id,) = set(fleet.containers()) - set(after)
+    configured = _table_rows(grow.stdout, "Configure summary")
+    assert {name for name, row in configured.items() if row[1] != "converged"} == {fleet.host(new_id)}
+    health = _table_rows(grow.stdout, "Fleet health")
+    assert len(health) == 3 and all(row[1] == "healthy" for row in health.values()), health
+
+
 def test_6_token_appears_only_in_the_nodes_config(fleet: Fleet) -> None:
     for output in fleet.outputs:
         assert fleet.token not in output
