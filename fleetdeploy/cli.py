@@ -26,52 +26,93 @@ exit codes: 0 ok, 1 some clusters or nodes failed, 2 bad input (nothing was chan
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # one line, exit 2, like every other bad input
+        # argparse lists a REMAINDER positional as required; the remote command is optional.
+        message = message.replace(", remote_command", "")
         self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message}\n")
+
+
+def _common_options(parser: argparse.ArgumentParser, defaults: bool) -> None:
+    """Options accepted before or after the command; after it they must not reset what was given before."""
+    keep = {} if defaults else {"default": argparse.SUPPRESS}
+    parser.add_argument("-f", "--fleet", type=Path, help="fleet file (default: ./fleet.yaml)",
+                        **({"default": Path("fleet.yaml")} if defaults else keep))
+    parser.add_argument("--local", action="store_true", help="use the local provider whatever the fleet file says",
+                        **keep)
+    parser.add_argument("-o", "--output", choices=["table", "json"], help="table (default) or json on stdout "
+                        "(plan, status, configure, health, inventory, up, down); progress then goes to stderr",
+                        **({"default": "table"} if defaults else keep))
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="deploy.py", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("-f", "--fleet", type=Path, default=Path("fleet.yaml"),
-                        help="fleet file (default: ./fleet.yaml)")
-    parser.add_argument("--local", action="store_true", help="use the local provider whatever the fleet file says")
+    _common_options(parser, defaults=True)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
 
-    up = commands.add_parser("up", help="provision (or heal) the fleet, configure new nodes, check health")
+    def command(name: str, summary: str, description: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=summary, description=description)
+        _common_options(sub, defaults=False)
+        return sub
+
+    up = command("up", "provision (or heal, or resize) the fleet, configure what is not converged, check health",
+                 "Launch, heal or resize each region's cluster, write the inventory, run the roles on every node "
+                 "that is not converged, then run the health check.")
     up.add_argument("--reconfigure-all", action="store_true",
-                    help="configure every node, not only the ones this run created")
+                    help="run the roles on every node, converged or not")
     up.add_argument("--skip-health", action="store_true", help="don't run the health check at the end")
 
-    commands.add_parser("plan", help="show what would be launched where, and the rendered task per region")
-    commands.add_parser("status", help="clusters and nodes table")
+    command("plan", "show what up would do per cluster, the candidates, prices and rendered tasks",
+            "Per cluster: what `up` would do, the instance types/zones tried in order, the hourly price and the "
+            "rendered provider task. Reads the provider's local state; makes no cloud call.")
+    command("status", "clusters and nodes table", "Clusters (nodes up / wanted, price) and nodes. Exit 1 when a "
+            "cluster is short of nodes.")
 
-    configure = commands.add_parser("configure", help="apply the roles (fixes drift); --check reports drift only")
+    configure = command("configure", "apply the roles (fixes drift); --check reports drift only",
+                        "Run playbooks/site.yml on every node (or --limit), reporting per node.")
     configure.add_argument("--check", action="store_true", help="report drift with diffs, change nothing")
     configure.add_argument("--limit", action="append", default=[], metavar="NODE",
                            help="only these nodes (name, instance id or unique prefix); repeatable or comma-separated")
 
-    health = commands.add_parser("health", help="run the health check on every node and print the fleet table")
-    health.add_argument("--limit", action="append", default=[], metavar="NODE")
+    health = command("health", "run the health check on every node and print the fleet table",
+                     "Run each node's health check now; the node's own script decides healthy or not.")
+    health.add_argument("--limit", action="append", default=[], metavar="NODE",
+                        help="only these nodes (name, instance id or unique prefix); repeatable or comma-separated")
 
-    ssh = commands.add_parser("ssh", help="open a shell on a node (or run a command there)")
-    ssh.add_argument("node")
-    ssh.add_argument("remote_command", nargs=argparse.REMAINDER, help="optional command to run")
+    ssh = command("ssh", "open a shell on a node (or run a command there)",
+                  "ssh to a node as the fleet user with the fleet's key.")
+    ssh.add_argument("node", help="node name, instance id or unique prefix (required)")
+    ssh.add_argument("remote_command", nargs=argparse.REMAINDER, help="optional command to run instead of a shell")
 
-    logs = commands.add_parser("logs", help="show a node's service logs")
-    logs.add_argument("node")
-    logs.add_argument("service", nargs="?", default="bacalhau", choices=["bacalhau", "sensor"])
+    logs = command("logs", "show a node's service logs", "docker logs of a node's bacalhau or sensor service.")
+    logs.add_argument("node", help="node name, instance id or unique prefix")
+    logs.add_argument("service", nargs="?", default="bacalhau", choices=["bacalhau", "sensor"],
+                      help="which service (default bacalhau)")
     logs.add_argument("--tail", type=int, default=100, help="lines to show (default 100)")
 
-    exec_ = commands.add_parser("exec", help="run a command on one node or on all nodes")
+    exec_ = command("exec", "run a command on one node or on all nodes",
+                    "Run a shell command on one node or all of them in parallel, with a result per node.")
     exec_.add_argument("--sudo", action="store_true", help="run as root (put it before the target)")
-    exec_.add_argument("target", help="a node, or 'all'")
-    exec_.add_argument("remote_command", nargs=argparse.REMAINDER)
+    exec_.add_argument("target", help="a node (name, instance id or unique prefix), or 'all'")
+    exec_.add_argument("remote_command", nargs=argparse.REMAINDER, help="the command (its words form one line)")
 
-    inventory = commands.add_parser("inventory", help="refresh the Ansible inventory from the provider")
-    inventory.add_argument("--print", dest="print_it", action="store_true", help="print the inventory YAML")
+    inventory = command("inventory", "refresh the Ansible inventory from the provider",
+                        "Write inventory/<fleet>.yml from what the provider reports.")
+    inventory.add_argument("--print", dest="print_it", action="store_true",
+                           help="print the inventory YAML (and nothing else) on stdout")
 
-    down = commands.add_parser("down", help="tear down this fleet's clusters (and nothing else)")
+    down = command("down", "tear down this fleet's clusters (and nothing else)",
+                   "Remove this fleet's clusters; other fleets' clusters are never touched.")
     down.add_argument("-y", "--yes", action="store_true", help="don't ask for confirmation")
     return parser
+
+
+def usage_with_commands(parser: argparse.ArgumentParser) -> str:
+    """The usage line and the command list: what `deploy.py` alone prints."""
+    lines = [parser.format_usage().rstrip(), "", "commands:"]
+    for action in parser._subparsers._group_actions if parser._subparsers else []:  # noqa: SLF001
+        for choice in getattr(action, "_choices_actions", []):
+            lines.append(f"  {choice.dest:<10} {choice.help}")
+    lines.append("\nrun `deploy.py COMMAND --help` for a command's options")
+    return "\n".join(lines)
 
 
 def _check_args(args: argparse.Namespace) -> None:
@@ -83,7 +124,11 @@ def _check_args(args: argparse.Namespace) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     try:
-        args = build_parser().parse_args(argv)
+        parser = build_parser()
+        if not (sys.argv[1:] if argv is None else list(argv)):
+            print(usage_with_commands(parser), file=sys.stderr)
+            return EXIT_BAD_INPUT
+        args = parser.parse_args(argv)
         _check_args(args)
         from fleetdeploy.commands import run_command
 

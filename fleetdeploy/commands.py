@@ -1,105 +1,46 @@
-"""What each CLI command does: fleet file → provider → inventory → Ansible → summary."""
+"""What each CLI command does: fleet file → provider → inventory → Ansible → a result, shown by render.py.
+
+Each command computes a result object (results.py) and derives its exit code from that data; rendering (tables
+or `--output json`) happens in one place.
+"""
 
 from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from pathlib import Path
 
-from rich.console import Console
 from rich.text import Text
 
-from fleetdeploy.config import Fleet, load_fleet
-from fleetdeploy.convergence import roles_digest
-from fleetdeploy.errors import FleetError, InputError
-from fleetdeploy.health import HEALTH_PLAYBOOK, STATUS_CAPTURE_ACTION, health_rows
-from fleetdeploy.inventory import build_inventory, host_name, inventory_path, write_inventory
-from fleetdeploy.nodes import ClusterOutcome, Node, ProgressCallback, Provider
 from fleetdeploy.capture import original_stderr, original_stdout
-from fleetdeploy.progress import ProgressBoard, make_console, print_table, styled
-from fleetdeploy.runner import REPO_ROOT, RunResult, run_ansible
-
-SITE_PLAYBOOK = "playbooks/site.yml"
-
-
-def state_dir() -> Path:
-    """Where per-fleet local state (SSH keys, local orchestrator config) lives; never inside the repo."""
-    configured = os.environ.get("FLEETDEPLOY_STATE_DIR")
-    base = Path(configured) if configured else Path.home() / ".local" / "state" / "fleetdeploy"
-    try:
-        return base.expanduser().resolve()
-    except RuntimeError:
-        raise InputError(f"FLEETDEPLOY_STATE_DIR={configured}: unknown user in ~user") from None
-
-
-def make_provider(fleet: Fleet, notice: Callable[[str], None]) -> Provider:
-    if fleet.provider == "local":
-        from fleetdeploy.providers.local import LocalProvider
-
-        return LocalProvider(fleet, state_dir())
-    from fleetdeploy.providers.skypilot import SkyPilotProvider
-
-    return SkyPilotProvider(fleet, state_dir(), notice=notice)
-
-
-@dataclass
-class Context:
-    args: argparse.Namespace
-    fleet: Fleet
-    console: Console  # stdout: tables and machine-readable output
-    err_console: Console  # stderr: what third-party tools said along the way
-    _provider: Provider | None = None
-
-    @property
-    def provider(self) -> Provider:
-        if self._provider is None:
-            self._provider = make_provider(self.fleet, self.notice)
-        return self._provider
-
-    def notice(self, line: str) -> None:
-        self.err_console.print(Text(line, style="dim"))
-
-    @property
-    def inventory_file(self) -> Path:
-        return inventory_path(REPO_ROOT, self.fleet)
-
-    def refresh_inventory(self) -> list[Node]:
-        """Ask the provider for the nodes and write the inventory: a pure function of what it reports."""
-        nodes = self.provider.nodes()
-        extra = self.provider.extra_inventory_vars()
-        inventory = build_inventory(self.fleet, nodes, extra, roles_digest=roles_digest(REPO_ROOT))
-        write_inventory(self.inventory_file, inventory)
-        return nodes
-
-    def nodes_or_fail(self) -> list[Node]:
-        nodes = self.refresh_inventory()
-        if not nodes:
-            raise FleetError(f"fleet '{self.fleet.name}' has no running nodes; run `deploy.py up` first")
-        return nodes
-
-    def resolve(self, nodes: list[Node], wanted: list[str]) -> list[Node]:
-        """Nodes named by host name, instance id or a unique prefix of either."""
-        names = [item.strip() for entry in wanted for item in entry.split(",") if item.strip()]
-        if not names:
-            raise InputError("no node named: give a node name, an instance id or a unique prefix")
-        chosen: list[Node] = []
-        for name in names:
-            matches = [n for n in nodes if name in (host_name(self.fleet, n), n.instance_id)]
-            if not matches:
-                matches = [n for n in nodes
-                           if host_name(self.fleet, n).startswith(name) or n.instance_id.startswith(name)]
-            if len(matches) != 1:
-                known = ", ".join(host_name(self.fleet, n) for n in nodes) or "none"
-                problem = "is ambiguous" if matches else "is not a node of this fleet"
-                raise InputError(f"'{name}' {problem} (nodes: {known})")
-            chosen.append(matches[0])
-        return chosen
+from fleetdeploy.config import load_fleet
+from fleetdeploy.context import Context
+from fleetdeploy.errors import FleetError, InputError
+from fleetdeploy.health import node_health
+from fleetdeploy.nodes import Node, ProgressCallback
+from fleetdeploy.paths import HEALTH_PLAYBOOK, SITE_PLAYBOOK
+from fleetdeploy.progress import ProgressBoard, make_console, styled
+from fleetdeploy.render import show
+from fleetdeploy.results import (
+    ClusterCount,
+    ClusterOutcome,
+    ConfigureResult,
+    DownResult,
+    HealthResult,
+    InventoryResult,
+    NodeInfo,
+    NodeRun,
+    PlannedCluster,
+    PlanResult,
+    StatusResult,
+    UpResult,
+)
+from fleetdeploy.runlog import RunLog
+from fleetdeploy.runner import RunResult, run_ansible
+from fleetdeploy.ssh import ssh_argv
 
 
 def run_command(args: argparse.Namespace) -> int:
@@ -108,57 +49,45 @@ def run_command(args: argparse.Namespace) -> int:
         fleet = fleet.model_copy(update={"provider": "local"})
     ctx = Context(args=args, fleet=fleet, console=make_console(original_stdout()),
                   err_console=make_console(original_stderr()))
-    handler = _COMMANDS[args.command]
-    return handler(ctx)
-
-
-def _print_outcomes(ctx: Context, title: str, outcomes: list[ClusterOutcome]) -> None:
-    rows = [(o.cluster, styled(o.action if o.ok else "failed"), o.region, o.error or "") for o in outcomes]
-    print_table(ctx.console, title, ("cluster", "result", "region", "error"), rows)
-
-
-def _print_run(ctx: Context, title: str, result: RunResult) -> None:
-    rows = [
-        (name, styled(r.state), r.ok, r.changed, r.message)
-        for name, r in sorted(result.hosts.items())
-    ]
-    print_table(ctx.console, title, ("node", "result", "ok", "changed", "error"), rows)
+    return _COMMANDS[args.command](ctx)
 
 
 def _provision(ctx: Context, title: str,
                action: Callable[[ProgressCallback], list[ClusterOutcome]]) -> list[ClusterOutcome]:
     clusters = [ctx.fleet.cluster_name(region) for region in ctx.fleet.regions]
-    with ProgressBoard(ctx.console, title, clusters) as board:
+    with ProgressBoard(ctx.progress_console, title, clusters) as board:
         outcomes = action(lambda cluster, message: board.update(cluster, "running", message))
         for outcome in outcomes:
-            board.update(outcome.cluster, outcome.action if outcome.ok else "failed", outcome.error or "")
+            board.update(outcome.cluster, outcome.action, outcome.error or "")
     return outcomes
 
 
+def _ansible(ctx: Context, title: str, targets: list[str], **kwargs: object) -> RunResult:
+    """One Ansible run with a live board; its full output goes to the fleet's run log."""
+    with RunLog.open(ctx.fleet.name, title) as log, ProgressBoard(ctx.progress_console, title, targets) as board:
+        result = run_ansible(board, ctx.inventory_file, targets, run_log=log.path, **kwargs)  # type: ignore[arg-type]
+    result.run_log = str(log.path)
+    return result
+
+
+def _node_runs(result: RunResult) -> list[NodeRun]:
+    return [NodeRun(node=name, state=r.state, ok=r.ok, changed=r.changed, failed=r.failed, skipped=r.skipped,
+                    message=r.message, changed_tasks=r.changed_tasks, diffs=r.diffs, outputs=r.outputs)
+            for name, r in sorted(result.hosts.items())]
+
+
 def _configure(ctx: Context, nodes: list[Node], limit: list[Node] | None, check: bool,
-               skip_converged: bool = False) -> RunResult:
+               skip_converged: bool = False) -> ConfigureResult:
     """Apply site.yml; with skip_converged, nodes whose stamp matches this inventory's digest end after one task."""
-    names = [host_name(ctx.fleet, n) for n in nodes]
-    limited = [host_name(ctx.fleet, n) for n in limit] if limit is not None else None
-    title = "Drift check (no changes made)" if check else "Configuring nodes"
+    names = [ctx.host(n) for n in (limit if limit is not None else nodes)]
     started = time.monotonic()
-    result = run_ansible(ctx.console, title, ctx.inventory_file, names, playbook=SITE_PLAYBOOK,
-                         limit=limited, check=check, extra_vars={"fleet_skip_converged": skip_converged})
-    elapsed = time.monotonic() - started
+    result = _ansible(ctx, "Drift check (no changes made)" if check else "Configuring nodes", names,
+                      playbook=SITE_PLAYBOOK, limit=names if limit is not None else None, check=check,
+                      extra_vars={"fleet_skip_converged": skip_converged})
+    seconds = time.monotonic() - started
     if not check:
         _mark_incomplete(result)
-    _print_run(ctx, f"{'Drift report' if check else 'Configure summary'} ({elapsed:.1f} s)", result)
-    if check:
-        drifted = sorted(name for name, r in result.hosts.items() if r.changed)
-        for name in drifted:
-            ctx.console.print(f"[bold]{name}[/bold]: {result.hosts[name].changed} task(s) would change")
-            for task in result.hosts[name].changed_tasks:
-                ctx.console.print(f"  ~ {task}", markup=False, highlight=False)
-            for diff in result.hosts[name].diffs:
-                ctx.console.print(diff, markup=False, highlight=False)
-        ctx.console.print(f"drift on: {', '.join(drifted)}" if drifted else "no drift: every node matches its roles",
-                          markup=False, highlight=False)
-    return result
+    return ConfigureResult(check=check, seconds=round(seconds, 1), nodes=_node_runs(result), run_log=result.run_log)
 
 
 def _mark_incomplete(result: RunResult) -> None:
@@ -166,144 +95,137 @@ def _mark_incomplete(result: RunResult) -> None:
     for host in result.hosts.values():
         done = host.reports.get("fleet_report_complete") or host.reports.get("fleet_report_converged")
         if not done and not host.failed and not host.unreachable:
-            host.failed = host.failed or 1
+            host.failed = 1
             host.message = host.message or "the run ended before this node's configuration completed"
-    if any(h.failed or h.unreachable for h in result.hosts.values()) and result.rc == 0:
-        result.rc = 1
 
 
-def _health(ctx: Context, nodes: list[Node], limit: list[Node] | None = None) -> bool:
-    names = [host_name(ctx.fleet, n) for n in nodes]
-    limited = [host_name(ctx.fleet, n) for n in limit] if limit else None
-    result = run_ansible(ctx.console, "Health check", ctx.inventory_file, names, playbook=HEALTH_PLAYBOOK,
-                         limit=limited, capture_action=STATUS_CAPTURE_ACTION)
-    rows = health_rows(result, limited or names)
-    print_table(ctx.console, "Fleet health", ("node", "health", "failing checks"),
-                [(node, styled(state), failing) for node, state, failing in rows])
-    return all(state == "healthy" for _, state, _ in rows)
+def _health(ctx: Context, nodes: list[Node], limit: list[Node] | None = None) -> HealthResult:
+    names = [ctx.host(n) for n in (limit or nodes)]
+    result = _ansible(ctx, "Health check", names, playbook=HEALTH_PLAYBOOK, limit=names if limit else None)
+    note = "" if result.finished else f"the health run did not finish; full output: {result.run_log}"
+    return HealthResult(nodes=node_health(result, names), note=note)
 
 
 def cmd_up(ctx: Context) -> int:
     outcomes = _provision(ctx, f"Provisioning fleet '{ctx.fleet.name}'", ctx.provider.up)
     nodes = ctx.refresh_inventory()
-    _print_outcomes(ctx, "Clusters", outcomes)
-    failed = not all(o.ok for o in outcomes)
     if not nodes:
+        show(ctx.console, UpResult(outcomes, str(ctx.inventory_file), None, None), ctx.args.output)
         raise FleetError("no node came up; see the cluster table above")
-    ctx.console.print(f"inventory: {ctx.inventory_file} ({len(nodes)} nodes)")
     # Every node that is not converged is configured: new nodes, nodes whose last run failed or was cut short,
     # nodes adopted from an earlier run, and all of them after the roles or the fleet file changed.
-    result = _configure(ctx, nodes, None, check=False, skip_converged=not ctx.args.reconfigure_all)
-    failed |= result.rc != 0
-    if not ctx.args.skip_health:
-        failed |= not _health(ctx, nodes)
-    return 1 if failed else 0
+    configured = _configure(ctx, nodes, None, check=False, skip_converged=not ctx.args.reconfigure_all)
+    health = None if ctx.args.skip_health else _health(ctx, nodes)
+    result = UpResult(outcomes, str(ctx.inventory_file), configured, health)
+    show(ctx.console, result, ctx.args.output)
+    return 0 if result.ok else 1
 
 
-def _prices(ctx: Context) -> dict[str, str]:
-    """Hourly price per cluster plus the fleet's (key ""), as shown; empty for the local provider (no bill)."""
+def _prices(ctx: Context) -> tuple[dict[str, str], str | None]:
+    """Hourly price per cluster and for the fleet, as shown; nothing for the local provider (no bill)."""
     if ctx.fleet.provider != "skypilot":
-        return {}
+        return {}, None
     from fleetdeploy.pricing import format_price, region_prices
 
     prices = region_prices(ctx.fleet)
-    shown = {ctx.fleet.cluster_name(r.region): format_price(r.per_region_hour, r.unknown) for r in prices.regions}
-    shown[""] = format_price(prices.per_hour, prices.unknown)
-    return shown
+    per_cluster = {ctx.fleet.cluster_name(r.region): format_price(r.per_region_hour, r.unknown)
+                   for r in prices.regions}
+    return per_cluster, format_price(prices.per_hour, prices.unknown)
 
 
 def cmd_plan(ctx: Context) -> int:
     plans = ctx.provider.plan()
-    prices = _prices(ctx)
-    rows = [(p.cluster, p.action.describe() if p.action else "unknown (state not readable)", p.region, p.num_nodes,
-             " > ".join(p.candidates) or f"{p.instance_type or '-'} {'spot' if p.spot else 'on-demand'}",
-             prices.get(p.cluster, "-")) for p in plans]
-    print_table(ctx.console, f"Plan for fleet '{ctx.fleet.name}' ({ctx.fleet.provider})",
-                ("cluster", "up will", "region", "nodes", "tried in order", "price"), rows)
-    if prices:
-        ctx.console.print(f"fleet: {prices['']}", markup=False, highlight=False)
-    for plan in plans:
-        # Raw text: the task must stay valid YAML (no markup, no wrapping, no emoji codes).
-        ctx.console.out(f"# {plan.cluster}\n{plan.rendered_task.rstrip()}", highlight=False)
+    prices, fleet_price = _prices(ctx)
+    clusters = [
+        PlannedCluster(
+            cluster=p.cluster, region=p.region, nodes=p.num_nodes,
+            action=p.action.describe() if p.action else "unknown (state not readable)",
+            candidates=list(p.candidates),
+            price=prices.get(p.cluster), task=p.rendered_task,
+        )
+        for p in plans
+    ]
+    show(ctx.console, PlanResult(ctx.fleet.name, ctx.fleet.provider, clusters, fleet_price), ctx.args.output)
     return 0
 
 
 def cmd_status(ctx: Context) -> int:
     nodes = ctx.refresh_inventory()
-    prices = _prices(ctx)
-    wanted = {ctx.fleet.cluster_name(r): spec.count for r, spec in ctx.fleet.regions.items()}
-    have = {cluster: sum(1 for n in nodes if n.cluster == cluster) for cluster in wanted}
-    cluster_rows = []
-    for cluster in sorted(wanted):
-        state = "ok" if have[cluster] == wanted[cluster] else ("failed" if have[cluster] == 0 else "changed")
-        cluster_rows.append((cluster, styled(state), f"{have[cluster]}/{wanted[cluster]}", prices.get(cluster, "-")))
-    print_table(ctx.console, f"Fleet '{ctx.fleet.name}'", ("cluster", "state", "nodes up", "price (as wanted)"),
-                cluster_rows)
-    if prices:
-        ctx.console.print(f"fleet: {prices['']}", markup=False, highlight=False)
-    node_rows = [(host_name(ctx.fleet, n), n.region, n.zone or "-", f"{n.host}:{n.port}", n.instance_id,
-                  "spot" if n.spot else "on-demand") for n in nodes]
-    print_table(ctx.console, "Nodes", ("node", "region", "zone", "address", "instance id", "market"), node_rows)
-    return 0 if have == wanted else 1
+    prices, fleet_price = _prices(ctx)
+    clusters = [
+        ClusterCount(cluster=ctx.fleet.cluster_name(region), region=region, wanted=spec.count,
+                     up=sum(1 for n in nodes if n.cluster == ctx.fleet.cluster_name(region)),
+                     price=prices.get(ctx.fleet.cluster_name(region)))
+        for region, spec in sorted(ctx.fleet.regions.items())
+    ]
+    infos = [NodeInfo(node=ctx.host(n), instance_id=n.instance_id, cluster=n.cluster, region=n.region, zone=n.zone,
+                      address=f"{n.host}:{n.port}", market="spot" if n.spot else "on-demand") for n in nodes]
+    result = StatusResult(ctx.fleet.name, clusters, infos, fleet_price)
+    show(ctx.console, result, ctx.args.output)
+    return 0 if result.ok else 1
 
 
 def cmd_configure(ctx: Context) -> int:
+    limit = ctx.named_nodes(ctx.args.limit) if ctx.args.limit else None
     nodes = ctx.nodes_or_fail()
-    limit = ctx.resolve(nodes, ctx.args.limit) if ctx.args.limit else None
-    return 0 if _configure(ctx, nodes, limit, check=ctx.args.check).rc == 0 else 1
+    if limit is not None:
+        limit = ctx.named_nodes([ctx.host(n) for n in limit])  # the same nodes, as the fresh inventory has them
+    result = _configure(ctx, nodes, limit, check=ctx.args.check)
+    show(ctx.console, result, ctx.args.output)
+    return 0 if result.ok else 1
 
 
 def cmd_health(ctx: Context) -> int:
+    limit = ctx.named_nodes(ctx.args.limit) if ctx.args.limit else None
     nodes = ctx.nodes_or_fail()
-    limit = ctx.resolve(nodes, ctx.args.limit) if ctx.args.limit else None
-    return 0 if _health(ctx, nodes, limit) else 1
+    result = _health(ctx, nodes, limit)
+    show(ctx.console, result, ctx.args.output)
+    return 0 if result.ok else 1
 
 
-def _ssh_argv(node: Node) -> list[str]:
-    if shutil.which("ssh") is None:
-        raise InputError("'ssh' not found on PATH (apt-get install openssh-client)")
-    return ["ssh", "-i", node.key_file, "-p", str(node.port), "-o", "StrictHostKeyChecking=no",
-            "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR", f"{node.user}@{node.host}"]
+def _node_ssh(node: Node, *command: str) -> list[str]:
+    return ssh_argv(node.key_file, node.host, node.port, *command, user=node.user)
 
 
 def cmd_ssh(ctx: Context) -> int:
-    node = ctx.resolve(ctx.nodes_or_fail(), [ctx.args.node])[0]
-    argv = _ssh_argv(node) + list(ctx.args.remote_command)
+    (node,) = ctx.named_nodes([ctx.args.node])
+    argv = _node_ssh(node, *ctx.args.remote_command)
     sys.stdout.flush()
     os.execvp(argv[0], argv)
     return 0  # not reached
 
 
 def cmd_logs(ctx: Context) -> int:
-    node = ctx.resolve(ctx.nodes_or_fail(), [ctx.args.node])[0]
+    (node,) = ctx.named_nodes([ctx.args.node])
     remote = ["sudo", "docker", "logs", "--tail", str(ctx.args.tail), ctx.args.service]
-    return subprocess.run(_ssh_argv(node) + remote, check=False).returncode
+    return subprocess.run(_node_ssh(node, *remote), check=False).returncode
 
 
 def cmd_exec(ctx: Context) -> int:
-    nodes = ctx.nodes_or_fail()
-    targets = nodes if ctx.args.target == "all" else ctx.resolve(nodes, [ctx.args.target])
-    names = [host_name(ctx.fleet, n) for n in targets]
+    if ctx.args.target == "all":
+        targets = ctx.nodes_or_fail()
+    else:
+        targets = ctx.named_nodes([ctx.args.target])
+    names = [ctx.host(n) for n in targets]
     command = " ".join(ctx.args.remote_command)  # like ssh: the words form one shell command line
-    result = run_ansible(ctx.console, f"exec: {command}", ctx.inventory_file, names,
-                         module="ansible.builtin.shell", module_args=command, limit=names,
-                         become=ctx.args.sudo)
-    for name in names:
-        host = result.hosts[name]
-        ctx.console.print(Text.assemble((name, "bold"), " ", styled("failed" if host.failed or host.unreachable else "ok")))
-        for output in host.outputs:
-            ctx.console.print(output, markup=False, highlight=False)
-        if host.message:
-            ctx.console.print(f"  {host.message}", markup=False, highlight=False)
+    result = _ansible(ctx, f"exec: {command}", names, module="ansible.builtin.shell", module_args=command,
+                      limit=names, become=ctx.args.sudo)
+    for run in _node_runs(result):
+        ctx.console.print(Text.assemble((run.node, "bold"), " ", styled("ok" if run.state.ok else "failed")))
+        for output in run.outputs:
+            ctx.console.print(Text(output), highlight=False)
+        if run.message:
+            ctx.console.print(Text(f"  {run.message}"), highlight=False)
     return 0 if not result.failed_hosts else 1
 
 
 def cmd_inventory(ctx: Context) -> int:
     nodes = ctx.refresh_inventory()
-    if ctx.args.print_it:
-        print(ctx.inventory_file.read_text(), end="")
-    else:
-        ctx.console.print(f"inventory: {ctx.inventory_file} ({len(nodes)} nodes)")
+    text = ctx.inventory_file.read_text(encoding="utf-8")
+    if ctx.args.print_it and not ctx.json:
+        ctx.console.out(text.rstrip("\n"), highlight=False)  # the YAML itself, nothing else on stdout
+        return 0
+    show(ctx.console, InventoryResult(str(ctx.inventory_file), len(nodes), text), ctx.args.output)
     return 0
 
 
@@ -317,11 +239,12 @@ def cmd_down(ctx: Context) -> int:
         except EOFError:
             answer = ""
         if answer.strip() != ctx.fleet.name:
-            ctx.console.print("not confirmed: nothing was removed")
+            ctx.err_console.print("not confirmed: nothing was removed")
             return 2
     outcomes = _provision(ctx, f"Tearing down fleet '{ctx.fleet.name}'", ctx.provider.down)
-    _print_outcomes(ctx, "Clusters", outcomes)
-    if all(o.ok for o in outcomes):
+    result = DownResult(outcomes)
+    show(ctx.console, result, ctx.args.output)
+    if result.ok:
         ctx.inventory_file.unlink(missing_ok=True)
         return 0
     return 1

@@ -19,7 +19,11 @@ from fleetdeploy.regions import DefaultsSpec, RegionSpec, StrictModel, is_known_
 from fleetdeploy.role_options import TOOL_SET_VARS, role_options
 
 DEFAULT_BACALHAU_VERSION = "v1.9.3"
-MIN_BACALHAU_VERSION = (1, 5, 0)
+# DESIGN.md §3: the v1.5 config schema starts at v1.5.0, but v1.5.0 and v1.5.1 serve the unredacted config (token
+# included) on their unauthenticated local API; -dind images exist from v1.6.3.
+MIN_BACALHAU_VERSION = (1, 5, 2)
+TOKEN_LEAKING_BACALHAU_VERSIONS = frozenset({(1, 5, 0), (1, 5, 1)})
+MIN_BACALHAU_DIND_VERSION = (1, 6, 3)
 BACALHAU_REPOSITORY = "ghcr.io/bacalhau-project/bacalhau"
 SENSOR_REPOSITORY = "ghcr.io/bacalhau-project/sensor-log-generator"
 DEFAULT_LOCAL_NODE_IMAGE = "localhost/fleet-node:trixie"
@@ -30,6 +34,8 @@ _HOST_LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 _HOSTNAME = re.compile(rf"{_HOST_LABEL}(\.{_HOST_LABEL})*\.?")
 _VERSION = re.compile(r"v(\d+)\.(\d+)\.(\d+)")
 _TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
+# DESIGN.md §4: the sensor-log-generator's release workflow pushes :vX.Y.Z, :X.Y.Z, :vX.Y, :vX (and :latest).
+_SENSOR_RELEASE_TAG = re.compile(r"v\d+(\.\d+){0,2}|\d+\.\d+\.\d+")
 _COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
 _IMAGE = re.compile(
     rf"(?:[a-z0-9.-]+(?::[0-9]+)?/)?{_COMPONENT}(?:/{_COMPONENT})*(?::{_TAG.pattern})?(?:@sha256:[0-9a-f]{{64}})?"
@@ -102,28 +108,38 @@ def _check_readable_file(path: Path) -> None:
         raise ValueError(f"{path}: cannot be read ({exc.strerror})") from None
 
 
+def token_from_text(text: str) -> str:
+    """The token a token file holds: its text without trailing whitespace, exactly what the bacalhau role's
+    `lookup('file')` reads (it strips the end only). Anything that rule would read differently is refused."""
+    token = text.rstrip()
+    if not token:
+        raise ValueError("file is empty")
+    if any(c.isspace() for c in token):
+        raise ValueError("the token must be one line without spaces (leading or inside)")
+    return token
+
+
 def _check_token_file(path: Path) -> None:
     _check_readable_file(path)
     mode = stat.S_IMODE(path.stat().st_mode)
-    if mode & 0o004:
-        raise ValueError(f"{path}: readable by every user (mode {mode:04o}); run: chmod 600 {path}")
+    if mode & 0o044:
+        raise ValueError(f"{path}: readable by other users (mode {mode:04o}); run: chmod 600 {path}")
     try:
-        empty = not path.read_text(encoding="utf-8").strip()
+        token_from_text(path.read_text(encoding="utf-8"))
     except UnicodeDecodeError:
         raise ValueError(f"{path}: not UTF-8 text") from None
-    if empty:
-        raise ValueError(f"{path}: file is empty")
+    except ValueError as exc:
+        raise ValueError(f"{path}: {exc}") from None
 
 
 def read_token(path: Path) -> str:
     """Read the orchestrator token from its file (only where it is written onto a node or handed to a server)."""
     try:
-        token = path.read_text(encoding="utf-8").strip()
+        return token_from_text(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError) as exc:
         raise InputError(f"{path}: cannot read the orchestrator token ({type(exc).__name__})") from None
-    if not token:
-        raise InputError(f"{path}: orchestrator token file is empty")
-    return token
+    except ValueError as exc:
+        raise InputError(f"{path}: {exc}") from None
 
 
 def _resolve_path(value: Any, info: ValidationInfo) -> Any:
@@ -209,9 +225,19 @@ class BacalhauSpec(_Model):
         match = _VERSION.fullmatch(value)
         if not match:
             raise ValueError("must look like vX.Y.Z (e.g. v1.9.3)")
-        if tuple(int(part) for part in match.groups()) < MIN_BACALHAU_VERSION:
-            raise ValueError("must be v1.5.0 or newer (the config schema this tool writes)")
+        version = tuple(int(part) for part in match.groups())
+        if version in TOKEN_LEAKING_BACALHAU_VERSIONS:
+            raise ValueError(
+                "v1.5.0 and v1.5.1 return the orchestrator token unredacted from their local API: use v1.5.2 or newer"
+            )
+        if version < MIN_BACALHAU_VERSION:
+            raise ValueError("must be v1.5.2 or newer (older releases use another config schema)")
         return value
+
+    @property
+    def version_tuple(self) -> tuple[int, ...]:
+        """The version as numbers, e.g. (1, 9, 3) (`version` is a checked vX.Y.Z)."""
+        return tuple(int(part) for part in self.version[1:].split("."))
 
     @model_validator(mode="after")
     def _image(self) -> BacalhauSpec:
@@ -236,6 +262,13 @@ class SensorSpec(_Model):
 
     @model_validator(mode="after")
     def _image(self) -> SensorSpec:
+        # Only the derived ghcr.io image has known tags; an explicit image (a test double, a mirror) may use any.
+        if not self.image and not _SENSOR_RELEASE_TAG.fullmatch(self.version):
+            raise _At(
+                "version",
+                f"{SENSOR_REPOSITORY} is tagged vX.Y.Z, X.Y.Z, vX.Y or vX (e.g. v1.17.0): "
+                "use one of those, or set sensor.image for another tag",
+            )
         self.image = self.image or f"{SENSOR_REPOSITORY}:{self.version}"
         try:
             _check_image(self.image)
@@ -332,6 +365,25 @@ class Fleet(_Model):
             if key in TOOL_SET_VARS:
                 raise _At(key, "set by the tool from the fleet file: change the fleet file's own key instead")
         return value
+
+    @model_validator(mode="after")
+    def _role_var_rules(self) -> Fleet:
+        # role_vars is the only way to choose dind; its image exists only from v1.6.3 (DESIGN.md §3).
+        if self.role_vars.get("bacalhau_docker_mode") == "dind" and (
+            self.bacalhau.version_tuple < MIN_BACALHAU_DIND_VERSION
+        ):
+            raise _At(
+                "role_vars.bacalhau_docker_mode",
+                "dind needs bacalhau.version v1.6.3 or newer (no -dind image exists before it): use socket or upgrade",
+            )
+        for key in self.role_vars:
+            if key.startswith("image_archive_"):
+                raise _At(
+                    f"role_vars.{key}",
+                    "set by the bacalhau and sensor roles when they load an archive "
+                    "(use images: in the fleet file, or bacalhau_image_archive_dir)",
+                )
+        return self
 
     @model_validator(mode="after")
     def _provider_rules(self) -> Fleet:

@@ -38,10 +38,25 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         return dict(super().construct_mapping(node, deep=deep))
 
 
+# A fleet file is a page of YAML; anything bigger (or endless, like /dev/zero) is not one.
+MAX_FLEET_FILE_BYTES = 1 << 20
+
+
+def _read_capped(path: Path) -> str:
+    with path.open("rb") as handle:
+        data = handle.read(MAX_FLEET_FILE_BYTES + 1)
+    if len(data) > MAX_FLEET_FILE_BYTES:
+        raise InputError(f"{path}: larger than {MAX_FLEET_FILE_BYTES // 1024} KiB: not a fleet file")
+    if b"\0" in data:
+        line = data[: data.index(b"\0")].count(b"\n") + 1
+        raise InputError(f"{path}: contains a NUL byte at line {line}: not a text file")
+    return data.decode("utf-8")
+
+
 def read_mapping(path: Path) -> dict[str, Any]:
     """Read a YAML file that must hold a mapping; InputError (one line) otherwise."""
     try:
-        text = path.read_text(encoding="utf-8")
+        text = _read_capped(path)
     except FileNotFoundError:
         raise InputError(f"{path}: file not found") from None
     except IsADirectoryError:

@@ -1,32 +1,19 @@
-"""Turns the health playbook's per-node status JSON into the fleet health table."""
+"""Turns what the health playbook reports per node (the node's own verdict) into NodeHealth results."""
 
 from __future__ import annotations
 
-import base64
-import json
 from collections.abc import Iterable
 from typing import Any
 
+from fleetdeploy.results import Health, NodeHealth
 from fleetdeploy.runner import RunResult
 
-HEALTH_PLAYBOOK = "playbooks/health.yml"
-# health.yml slurps /var/lib/fleet-health/status.json on every node; the runner keeps those results.
-STATUS_CAPTURE_ACTION = "ansible.builtin.slurp"
-
-
-def decode_status(captured: list[dict[str, Any]]) -> dict[str, Any] | None:
-    for res in reversed(captured):
-        content = res.get("content")
-        if not content:
-            continue
-        try:
-            return json.loads(base64.b64decode(content))
-        except (ValueError, TypeError):
-            return None
-    return None
+# health.yml hands each node's status JSON (written by the node's health script) to the controller in this fact.
+STATUS_REPORT = "fleet_report_health_status"
 
 
 def failing_checks(status: dict[str, Any]) -> list[str]:
+    """The names (and short details) of the checks the node's script reported as failing, for display only."""
     checks = status.get("checks", [])
     if isinstance(checks, dict):
         checks = [{"name": name, **value} for name, value in checks.items() if isinstance(value, dict)]
@@ -38,19 +25,22 @@ def failing_checks(status: dict[str, Any]) -> list[str]:
     return failing
 
 
-def health_rows(result: RunResult, hosts: Iterable[str]) -> list[tuple[str, str, str]]:
+def node_health(result: RunResult, hosts: Iterable[str]) -> list[NodeHealth]:
+    """One verdict per node. Healthy or not is decided once, by the node's health script (`status.healthy`)."""
     rows = []
     for host in sorted(hosts):
         run = result.hosts.get(host)
         if run is not None and run.unreachable:
-            rows.append((host, "unreachable", run.message))
+            rows.append(NodeHealth(host, Health.UNREACHABLE, [run.message] if run.message else []))
             continue
-        status = decode_status(result.captured.get(host, []))
-        if status is None:
-            message = run.message if run is not None and run.message else "no health status was collected"
-            rows.append((host, "unhealthy", message))
+        if run is not None and run.reports.get("fleet_report_not_configured"):
+            rows.append(NodeHealth(host, Health.NOT_CONFIGURED, []))
             continue
-        failing = failing_checks(status)
-        healthy = bool(status.get("healthy")) and not failing
-        rows.append((host, "healthy" if healthy else "unhealthy", "; ".join(failing)))
+        status = run.reports.get(STATUS_REPORT) if run is not None else None
+        if not isinstance(status, dict):
+            detail = run.message if run is not None and run.message else "no health status was collected"
+            rows.append(NodeHealth(host, Health.UNHEALTHY, [f"health check did not run: {detail}"]))
+            continue
+        verdict = Health.HEALTHY if status.get("healthy") is True else Health.UNHEALTHY
+        rows.append(NodeHealth(host, verdict, failing_checks(status)))
     return rows

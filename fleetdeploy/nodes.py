@@ -7,6 +7,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
+from fleetdeploy.results import ClusterOutcome, Outcome
+
+__all__ = ["ActionKind", "ClusterAction", "ClusterOutcome", "ClusterPlan", "Node", "Outcome", "ProgressCallback",
+           "Provider"]
+
 
 @dataclass(frozen=True)
 class Node:
@@ -32,8 +37,9 @@ class ActionKind(enum.Enum):
     NOTHING = "nothing"
 
     @property
-    def outcome(self) -> str:
-        return {"launch": "launched", "heal": "relaunched", "resize": "resized", "nothing": "unchanged"}[self.value]
+    def outcome(self) -> Outcome:
+        return {"launch": Outcome.LAUNCHED, "heal": Outcome.RELAUNCHED, "resize": Outcome.RESIZED,
+                "nothing": Outcome.UNCHANGED}[self.value]
 
 
 @dataclass(frozen=True)
@@ -67,17 +73,6 @@ class ClusterPlan:
     rendered_task: str
     action: ClusterAction | None = None  # None: the current state could not be read
     candidates: tuple[str, ...] = ()  # what the provider tries, in order (SkyPilot: instance type, market, zone)
-
-
-@dataclass(frozen=True)
-class ClusterOutcome:
-    """What happened to one cluster during `up` or `down`."""
-
-    cluster: str
-    region: str
-    ok: bool
-    action: str  # launched | relaunched | resized | unchanged | removed | failed
-    error: str | None = None
 
 
 # Called with (cluster, message) as work on a cluster progresses; the CLI shows it live.

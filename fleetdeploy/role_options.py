@@ -7,7 +7,8 @@ from pathlib import Path
 
 import yaml
 
-ROLES_DIR = Path(__file__).resolve().parent.parent / "roles"
+from fleetdeploy.paths import ROLES_DIR
+
 # Written by the inventory from the fleet file's own keys: overriding them in role_vars would split one setting
 # into two places that disagree.
 TOOL_SET_VARS = frozenset({

@@ -1,4 +1,4 @@
-"""Runs Ansible through the ansible-runner Python API with live per-host progress.
+"""Runs Ansible through the ansible-runner Python API, reporting per-host progress to an observer.
 
 Secrets never travel through here: the inventory holds only paths of secret files, roles read them with no_log.
 The private data dir (artifacts, event JSON) is a temporary directory removed after every run.
@@ -15,13 +15,11 @@ import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TextIO
 
-from rich.console import Console
+from fleetdeploy.paths import ANSIBLE_CFG, REPO_ROOT, ROLES_DIR
+from fleetdeploy.results import NodeState
 
-from fleetdeploy.progress import ProgressBoard
-
-REPO_ROOT = Path(__file__).resolve().parent.parent
 MAX_FORKS = 50
 
 
@@ -41,24 +39,31 @@ class HostResult:
     reports: dict[str, Any] = field(default_factory=dict)
 
     @property
-    def state(self) -> str:
+    def state(self) -> NodeState:
         if self.unreachable:
-            return "unreachable"
+            return NodeState.UNREACHABLE
         if self.failed:
-            return "failed"
+            return NodeState.FAILED
         if self.reports.get("fleet_report_converged"):
-            return "converged"
-        return "changed" if self.changed else "ok"
+            return NodeState.CONVERGED
+        return NodeState.CHANGED if self.changed else NodeState.OK
+
+
+class RunObserver(Protocol):
+    """Told about every host as the run goes (the CLI shows it live; ProgressBoard is one)."""
+
+    def update(self, item: str, state: str, detail: str = "") -> None: ...
+
+    def count(self, item: str, key: str) -> None: ...
 
 
 @dataclass
 class RunResult:
     rc: int
     hosts: dict[str, HostResult]
-    # Per host, the `res` of every task run with the capture action (health.yml slurps each node's status JSON).
-    captured: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     # Ansible printed its recap: the run went to its end (an interrupted or killed run never does).
     finished: bool = False
+    run_log: str | None = None
 
     @property
     def failed_hosts(self) -> list[str]:
@@ -108,11 +113,10 @@ def render_diff(diff: object) -> str:
 class _EventCollector:
     """Turns ansible-runner events into per-host results and live board updates."""
 
-    def __init__(self, board: ProgressBoard, capture_action: str | None) -> None:
+    def __init__(self, board: RunObserver, log: TextIO | None = None) -> None:
         self.board = board
-        self.capture_action = capture_action
+        self.log = log
         self.hosts: dict[str, HostResult] = {}
-        self.captured: dict[str, list[dict[str, Any]]] = {}
         self.finished = False
 
     def _host(self, name: str) -> HostResult:
@@ -121,6 +125,9 @@ class _EventCollector:
     def __call__(self, event: dict[str, Any]) -> bool:
         kind = event.get("event", "")
         data = event.get("event_data", {})
+        if self.log is not None and event.get("stdout"):
+            # Ansible's own display text: no_log tasks are already censored in it.
+            self.log.write(str(event["stdout"]) + "\n")
         if kind == "playbook_on_stats":
             self.finished = True
         host_name = data.get("host")
@@ -145,8 +152,6 @@ class _EventCollector:
             if "stdout" in res and data.get("task_action") in ("ansible.builtin.command", "ansible.builtin.shell",
                                                                "command", "shell"):
                 host.outputs.append(str(res.get("stdout", "")))
-            if self.capture_action and data.get("task_action") == self.capture_action:
-                self.captured.setdefault(host_name, []).append(res)
             facts = res.get("ansible_facts") or {}
             host.reports.update({k: v for k, v in facts.items() if k.startswith("fleet_report_")})
         elif kind == "runner_on_failed":
@@ -182,8 +187,8 @@ class _EventCollector:
 def _environment() -> dict[str, str]:
     bin_dir = str(Path(sys.executable).parent)
     return {
-        "ANSIBLE_CONFIG": str(REPO_ROOT / "ansible.cfg"),
-        "ANSIBLE_ROLES_PATH": str(REPO_ROOT / "roles"),
+        "ANSIBLE_CONFIG": str(ANSIBLE_CFG),
+        "ANSIBLE_ROLES_PATH": str(ROLES_DIR),
         "ANSIBLE_NOCOLOR": "1",
         # ansible-runner starts ansible-playbook by name: it must be the one beside this interpreter.
         "PATH": bin_dir + os.pathsep + os.environ.get("PATH", ""),
@@ -195,8 +200,7 @@ def forks_for(host_count: int) -> int:
 
 
 def run_ansible(
-    console: Console,
-    title: str,
+    observer: RunObserver,
     inventory_file: Path,
     hosts: Iterable[str],
     *,
@@ -205,9 +209,9 @@ def run_ansible(
     module_args: str | None = None,
     limit: list[str] | None = None,
     check: bool = False,
-    capture_action: str | None = None,
     become: bool | None = None,
     extra_vars: dict[str, bool | int | str] | None = None,
+    run_log: Path | None = None,
 ) -> RunResult:
     """Run a playbook (path relative to the repo) or an ad-hoc module on the inventory's hosts."""
     import ansible_runner  # imported here: costs ~0.3 s and only runs that configure nodes need it
@@ -222,35 +226,39 @@ def run_ansible(
         cmdline += f" -e {key}={str(value).lower() if isinstance(value, bool) else value}"
     with tempfile.TemporaryDirectory(prefix="fleetdeploy-runner-") as private_dir:
         Path(private_dir).chmod(0o700)
-        with ProgressBoard(console, title, targets) as board:
-            collector = _EventCollector(board, capture_action)
-            kwargs: dict[str, Any] = dict(
-                private_data_dir=private_dir,
-                project_dir=str(REPO_ROOT),
-                inventory=str(inventory_file),
-                envvars=_environment(),
-                forks=forks_for(len(targets)),
-                event_handler=collector,
-                suppress_env_files=True,
-                quiet=True,
-                cmdline=cmdline.strip() or None,
-                limit=",".join(targets) if limit else None,
-            )
-            if playbook:
-                kwargs["playbook"] = str(REPO_ROOT / playbook)
-            else:
-                kwargs.update(module=module, module_args=module_args, host_pattern=",".join(targets) or "all")
+        log = run_log.open("a", encoding="utf-8") if run_log is not None else None
+        collector = _EventCollector(observer, log)
+        kwargs: dict[str, Any] = dict(
+            private_data_dir=private_dir,
+            project_dir=str(REPO_ROOT),
+            inventory=str(inventory_file),
+            envvars=_environment(),
+            forks=forks_for(len(targets)),
+            event_handler=collector,
+            suppress_env_files=True,
+            quiet=True,
+            cmdline=cmdline.strip() or None,
+            limit=",".join(targets) if limit else None,
+        )
+        if playbook:
+            kwargs["playbook"] = str(REPO_ROOT / playbook)
+        else:
+            kwargs.update(module=module, module_args=module_args, host_pattern=",".join(targets) or "all")
+        try:
             with _sigint_cancels() as interrupted:
                 runner = ansible_runner.run(**kwargs, cancel_callback=interrupted.is_set)
-            if interrupted.is_set() or runner.status == "canceled":
-                raise KeyboardInterrupt
-            collector.finish(runner.stats)
+        finally:
+            if log is not None:
+                log.close()
+        if interrupted.is_set() or runner.status == "canceled":
+            raise KeyboardInterrupt
+        collector.finish(runner.stats)
     for name in targets:
         collector.hosts.setdefault(name, HostResult(host=name))
     rc = runner.rc if isinstance(runner.rc, int) else 1
     if not collector.finished and rc == 0:
         rc = 1  # Ansible never reached its recap: whatever it did is not a success
-    return RunResult(rc=rc, hosts=collector.hosts, captured=collector.captured, finished=collector.finished)
+    return RunResult(rc=rc, hosts=collector.hosts, finished=collector.finished)
 
 
 class _sigint_cancels:  # noqa: N801 - used like a function: `with _sigint_cancels() as interrupted`

@@ -12,8 +12,8 @@ Needs what scripts/setup.sh installs (Docker engine, local images, test-double a
 from __future__ import annotations
 
 import argparse
+import json
 import os
-import re
 import statistics
 import subprocess
 import sys
@@ -63,11 +63,12 @@ def timed(argv: list[str], env: dict[str, str], check: bool = True) -> float:
 
 
 def configure_seconds(output: str) -> float:
-    """The CLI prints `Configure summary (12.3 s)`: the Ansible part alone, without provisioning."""
-    match = re.search(r"Configure summary \(([0-9.]+) s\)", output)
-    if match is None:
-        raise SystemExit("benchmark: no configure time in the output of up")
-    return float(match.group(1))
+    """The Ansible part alone, without provisioning: `seconds` of the configure result (`--output json`)."""
+    data = json.loads(output)
+    configure = data.get("configure", data)  # `up` nests it; `configure` is it
+    if configure is None or "seconds" not in configure:
+        raise SystemExit("benchmark: no configure result in the JSON output")
+    return float(configure["seconds"])
 
 
 def measure_fleet(work: Path, nodes: int, repeat: int, env: dict[str, str]) -> dict[str, float]:
@@ -76,10 +77,10 @@ def measure_fleet(work: Path, nodes: int, repeat: int, env: dict[str, str]) -> d
     deploy = [sys.executable, str(REPO / "deploy.py"), "-f", str(fleet)]
     figures: dict[str, float] = {}
     try:
-        up_seconds, output = run(deploy + ["up", "--skip-health"], env)
+        up_seconds, output = run(deploy + ["up", "--skip-health", "--output", "json"], env)
         figures["up (provision + first configure)"] = up_seconds
         figures["first configure (ansible only)"] = configure_seconds(output)
-        noop = [run(deploy + ["configure"], env)[1] for _ in range(repeat)]
+        noop = [run(deploy + ["configure", "--output", "json"], env)[1] for _ in range(repeat)]
         figures["no-op configure (ansible only)"] = statistics.median(configure_seconds(o) for o in noop)
         figures["health"] = timed(deploy + ["health"], env)
         figures["status"] = statistics.median(timed(deploy + ["status"], env) for _ in range(repeat))

@@ -3,9 +3,10 @@
 # (DESIGN.md §6: no registry is reachable here). Root filesystems come from debootstrap + `docker import`;
 # derived images use `docker build` FROM those local images with --pull=false.
 #
-# Usage: scripts/build-images.sh [--rebuild] [--rebootstrap]
+# Usage: scripts/build-images.sh [--rebuild] [--rebootstrap] [--node-only]
 #   --rebuild      rebuild every image even when it exists (reuses the cached debootstrap tarballs)
 #   --rebootstrap  also re-run debootstrap (implies --rebuild)
+#   --node-only    only the local provider's node image (what `deploy.py up` needs), no test doubles
 # Environment: FLEET_DEBIAN_MIRROR (default http://deb.debian.org/debian)
 set -euo pipefail
 
@@ -30,6 +31,7 @@ readonly NODE_EXTRA_PACKAGES="docker.io docker-cli docker-compose python3-reques
 
 REBUILD=0
 REBOOTSTRAP=0
+NODE_ONLY=0
 WORK_DIRS=()
 REPLACED_IDS=()
 
@@ -40,13 +42,14 @@ trap cleanup EXIT
 die() { echo "build-images: ERROR: $*" >&2; exit 1; }
 say() { echo "build-images: $*"; }
 
-usage() { sed -n '2,9p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,10p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
 
 parse_args() {
   while [[ $# -gt 0 ]]; do
     case "$1" in
       --rebuild) REBUILD=1 ;;
       --rebootstrap) REBUILD=1; REBOOTSTRAP=1 ;;
+      --node-only) NODE_ONLY=1 ;;
       -h|--help) usage; exit 0 ;;
       *) usage >&2; die "unknown argument: $1" ;;
     esac
@@ -230,11 +233,13 @@ main() {
   check_prerequisites
   build_step "${IMG_BASE}" build_base
   build_step "${IMG_NODE}" build_node
-  build_step "${IMG_PYTHON}" build_python
-  build_step "${IMG_BACALHAU}" build_double "${IMG_BACALHAU}" "${DOUBLES_DIR}/bacalhau"
-  build_step "${IMG_SENSOR}" build_double "${IMG_SENSOR}" "${DOUBLES_DIR}/sensor"
-  save_archive "${IMG_BACALHAU}" "${CACHE_DIR}/bacalhau-double.tar"
-  save_archive "${IMG_SENSOR}" "${CACHE_DIR}/sensor-double.tar"
+  if [[ "${NODE_ONLY}" -eq 0 ]]; then
+    build_step "${IMG_PYTHON}" build_python
+    build_step "${IMG_BACALHAU}" build_double "${IMG_BACALHAU}" "${DOUBLES_DIR}/bacalhau"
+    build_step "${IMG_SENSOR}" build_double "${IMG_SENSOR}" "${DOUBLES_DIR}/sensor"
+    save_archive "${IMG_BACALHAU}" "${CACHE_DIR}/bacalhau-double.tar"
+    save_archive "${IMG_SENSOR}" "${CACHE_DIR}/sensor-double.tar"
+  fi
   # Drop replaced images (children first) unless a container still uses one: no dangling pile-up.
   local i
   for ((i = ${#REPLACED_IDS[@]} - 1; i >= 0; i--)); do

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
+import signal
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -60,7 +63,7 @@ orchestrator:
   endpoint: orch.example.com
   token_file: orchestrator.token
 bacalhau: {version: v1.9.3}
-sensor: {version: "2505081831"}
+sensor: {version: v1.17.0}
 """
 
 
@@ -145,3 +148,85 @@ def test_piped_output_is_never_cut_or_wrapped(tmp_path: Path, token_file: Path) 
     # The local plan names every node container in one line longer than 80 columns.
     assert any(f"fleet-{name}-eu-west-1-lc-" in line and len(line) > 80 for line in result.stdout.splitlines())
     assert f"{name}-us-east-1" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("content", "phrase"),
+    [
+        (b"  leading-space-token\n", "one line without spaces"),
+        (b"two\nlines\n", "one line without spaces"),
+        (b"\n\n", "file is empty"),
+    ],
+)
+def test_token_rule_is_the_roles_rule(tmp_path: Path, content: bytes, phrase: str) -> None:
+    # The role reads the token with lookup('file'), which strips the end only: anything else would differ.
+    (tmp_path / "orchestrator.token").write_bytes(content)
+    (tmp_path / "orchestrator.token").chmod(0o600)
+    result = deploy("-f", str(write_fleet(tmp_path, GOOD)), "--local", "plan")
+    assert result.returncode == 2 and phrase in error_lines(result)[0] and len(error_lines(result)) == 1
+
+
+def test_group_readable_token_is_refused(tmp_path: Path, token_file: Path) -> None:
+    token_file.chmod(0o640)
+    result = deploy("-f", str(write_fleet(tmp_path, GOOD)), "plan")
+    assert result.returncode == 2 and "chmod 600" in error_lines(result)[0]
+
+
+@pytest.mark.parametrize(("source", "phrase"), [("/dev/zero", "larger than 1024 KiB"), ("nul", "NUL byte at line 2")])
+def test_endless_or_binary_fleet_file_is_one_line(tmp_path: Path, source: str, phrase: str) -> None:
+    path = Path(source)
+    if source == "nul":
+        path = tmp_path / "fleet.yaml"
+        path.write_bytes(b"name: x\nregions: \0\n")
+    result = deploy("-f", str(path), "plan")
+    assert result.returncode == 2 and len(error_lines(result)) == 1 and phrase in error_lines(result)[0]
+    assert "Traceback" not in result.stderr
+
+
+def test_no_arguments_shows_usage_and_commands() -> None:
+    result = deploy()
+    assert result.returncode == 2
+    assert "usage: deploy.py" in result.stderr and "commands:" in result.stderr and "inventory" in result.stderr
+
+
+def test_options_are_accepted_after_the_command(tmp_path: Path, token_file: Path) -> None:
+    fleet = write_fleet(tmp_path, GOOD)
+    result = deploy("plan", "-f", str(fleet), "--local", "--output", "json")
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["provider"] == "local" and [c["cluster"] for c in data["clusters"]] == [
+        "clitest-eu-west-1", "clitest-us-east-1"]
+
+
+def test_ssh_without_a_node_says_the_node_is_required() -> None:
+    result = deploy("ssh")
+    assert result.returncode == 2
+    assert error_lines(result) == ["deploy.py ssh: error: the following arguments are required: node"]
+
+
+def test_every_subcommand_and_argument_has_help() -> None:
+    from fleetdeploy.cli import build_parser
+
+    parser = build_parser()
+    (commands,) = [a for a in parser._actions if a.dest == "command"]  # noqa: SLF001
+    for name, sub in commands.choices.items():
+        assert sub.description, name
+        for action in sub._actions:  # noqa: SLF001
+            assert action.help, f"{name} {action.dest}"
+
+
+@pytest.mark.parametrize("delay", [0.05, 0.2, 0.4, 0.8])
+def test_ctrl_c_while_starting_is_interrupted_never_a_traceback(tmp_path: Path, token_file: Path,
+                                                                delay: float) -> None:
+    # Early enough to land in imports or argument parsing; a signal before Python itself runs kills it by SIGINT.
+    fleet = write_fleet(tmp_path, GOOD)
+    proc = subprocess.Popen([sys.executable, "deploy.py", "-f", str(fleet), "--local", "plan"], cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(delay)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert "Traceback" not in err, err
+    if proc.returncode == 130:
+        assert err.strip().splitlines()[-1] == "interrupted"
+    else:
+        assert proc.returncode in (0, -signal.SIGINT), (proc.returncode, err)  # finished first, or pre-Python

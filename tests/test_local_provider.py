@@ -18,7 +18,7 @@ import pytest
 
 from fleetdeploy.config import Fleet
 from fleetdeploy.errors import InputError
-from fleetdeploy.nodes import ClusterOutcome
+from fleetdeploy.results import ClusterOutcome, Outcome
 from fleetdeploy.providers.local import LocalProvider
 from fleetdeploy.providers.local_docker import DockerCli
 from fleetdeploy.providers.local_image import ensure_node_image
@@ -195,7 +195,7 @@ def test_run_failure_fails_that_cluster_only_and_cleans_up(
 
     by_cluster = {o.cluster: o for o in outcomes}
     assert by_cluster["fleet-lpt-unit-orchestrator"] == ClusterOutcome(
-        "fleet-lpt-unit-orchestrator", "local", True, "launched")
+        "fleet-lpt-unit-orchestrator", "local", Outcome.LAUNCHED)
     for region in ("us-east-1", "eu-west-1"):  # the first failure did not stop the second region
         outcome = by_cluster[f"lpt-unit-{region}"]
         assert not outcome.ok and outcome.action == "failed" and "port is already allocated" in (outcome.error or "")

@@ -295,3 +295,14 @@ def test_loader_disables_usage_collection_and_installs_the_project_config(tmp_pa
                             check=False, env=env | {"PYTHONPATH": str(REPO)})
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "1 True NO_UPLOAD"
+
+
+def test_errors_keep_their_first_paragraph_without_terminal_codes() -> None:
+    from fleetdeploy.providers.skypilot import describe_error
+
+    error = SkyDouble.exceptions.CloudUserIdentityError(
+        "\x1b[31mFailed to get AWS user identity.\x1b[0m Details: no credentials\n"
+        "Run the following commands:\n  $ aws configure\n\nSecond paragraph with internals")
+    text = describe_error(SkyDouble, error)
+    assert text == ("AWS credentials are missing or unusable (run: sky check aws): Failed to get AWS user identity. "
+                    "Details: no credentials Run the following commands: $ aws configure")

@@ -22,9 +22,10 @@ import yaml
 
 from fleetdeploy.config import read_token
 from fleetdeploy.errors import InputError
-from fleetdeploy.nodes import ActionKind, ClusterAction, ClusterOutcome, ClusterPlan, Node, ProgressCallback
+from fleetdeploy.nodes import ActionKind, ClusterAction, ClusterOutcome, ClusterPlan, Node, Outcome, ProgressCallback
 from fleetdeploy.providers.local_docker import DockerCli, DockerError
 from fleetdeploy.providers.local_image import ensure_node_image, ensure_service_images
+from fleetdeploy.ssh import NODE_USER, ssh_argv
 
 if TYPE_CHECKING:
     from fleetdeploy.config import Fleet
@@ -34,7 +35,6 @@ LABEL_ROLE = "fleetdeploy.role"
 LABEL_REGION = "fleetdeploy.region"
 LABEL_CLUSTER = "fleetdeploy.cluster"
 LABEL_INSTANCE = "fleetdeploy.instance-id"
-NODE_USER = "ubuntu"  # what SkyPilot's AWS nodes use, so roles and inventory see no difference
 SSH_PORT = "22/tcp"
 
 # The host here lacks CAP_SYS_RESOURCE, so --privileged fails: grant every other capability instead (DESIGN.md §6).
@@ -50,22 +50,23 @@ UNPRIVILEGED_OPTIONS = (
     "-v", "/sys/fs/cgroup:/sys/fs/cgroup:rw",
 )
 
-# Runs as root inside a new node; the public key arrives on stdin. Like cloud-init on a VM: wait for boot, then
-# create the login user with passwordless sudo and its authorized key.
+# Runs as root inside a new node; $1 is the login user, the public key arrives on stdin. Like cloud-init on a VM:
+# wait for boot, then create the login user with passwordless sudo and its authorized key.
 BOOTSTRAP_SCRIPT = r"""set -eu
+user=$1
 key=$(cat)
 i=0
 while state=$(systemctl is-system-running 2>/dev/null || true); [ "$state" != running ] && [ "$state" != degraded ]; do
   i=$((i + 1)); [ "$i" -le 120 ] || { echo "systemd did not finish booting (state: ${state:-none})" >&2; exit 1; }
   sleep 1
 done
-id ubuntu >/dev/null 2>&1 || useradd --create-home --shell /bin/bash ubuntu
-printf 'ubuntu ALL=(ALL) NOPASSWD:ALL\n' >/etc/sudoers.d/90-fleet-ubuntu
-chmod 0440 /etc/sudoers.d/90-fleet-ubuntu
-home=$(getent passwd ubuntu | cut -d: -f6)
-install -d -m 0700 -o ubuntu -g ubuntu "$home/.ssh"
+id "$user" >/dev/null 2>&1 || useradd --create-home --shell /bin/bash "$user"
+printf '%s ALL=(ALL) NOPASSWD:ALL\n' "$user" >"/etc/sudoers.d/90-fleet-$user"
+chmod 0440 "/etc/sudoers.d/90-fleet-$user"
+home=$(getent passwd "$user" | cut -d: -f6)
+install -d -m 0700 -o "$user" -g "$user" "$home/.ssh"
 printf '%s\n' "$key" >"$home/.ssh/authorized_keys"
-chown ubuntu:ubuntu "$home/.ssh/authorized_keys"
+chown "$user:$user" "$home/.ssh/authorized_keys"
 chmod 0600 "$home/.ssh/authorized_keys"
 systemctl is-active --quiet ssh || systemctl restart ssh
 """
@@ -212,20 +213,20 @@ class LocalProvider:
                 extra = [c.name for c in running[count:]]
                 progress(cluster, f"resizing {len(running)} -> {count}: removing {len(extra)} node(s)")
                 docker.remove(extra)
-                return ClusterOutcome(cluster, region, True, "resized")
+                return ClusterOutcome(cluster, region, Outcome.RESIZED)
             missing = count - len(running)
             if missing == 0:
                 progress(cluster, f"{len(running)} node(s) running")
-                return ClusterOutcome(cluster, region, True, "relaunched" if stopped else "unchanged")
+                return ClusterOutcome(cluster, region, Outcome.RELAUNCHED if stopped else Outcome.UNCHANGED)
             for index in range(missing):
                 progress(cluster, f"creating node {index + 1}/{missing}")
                 instance_id = self._create_node(docker, region, public_key, lambda m: progress(cluster, m))
                 progress(cluster, f"node {instance_id} ready ({index + 1}/{missing})")
         except (DockerError, NodeCreateError) as exc:
             progress(cluster, f"failed: {exc}")
-            return ClusterOutcome(cluster, region, False, "failed", str(exc))
-        grown = "resized" if existing and not stopped else "relaunched"
-        return ClusterOutcome(cluster, region, True, grown if existing else "launched")
+            return ClusterOutcome(cluster, region, Outcome.FAILED, str(exc))
+        grown = Outcome.RESIZED if existing and not stopped else Outcome.RELAUNCHED
+        return ClusterOutcome(cluster, region, grown if existing else Outcome.LAUNCHED)
 
     def _run_args(self, name: str, region: str, instance_id: str) -> list[str]:
         args = ["--name", name, "--hostname", f"{self.fleet.name}-{instance_id}", "--network", self.network]
@@ -254,7 +255,7 @@ class LocalProvider:
             if port is None:
                 raise NodeCreateError(f"{name}: no published ssh port")
             say(f"{instance_id}: booting, installing the {NODE_USER} key")
-            docker.exec_script(name, BOOTSTRAP_SCRIPT, stdin=public_key + "\n", timeout=180)
+            docker.exec_script(name, BOOTSTRAP_SCRIPT, stdin=public_key + "\n", timeout=180, args=[NODE_USER])
             say(f"{instance_id}: waiting for sshd on 127.0.0.1:{port}")
             self._wait_ssh(port)
         except (DockerError, NodeCreateError, subprocess.SubprocessError) as exc:
@@ -265,12 +266,7 @@ class LocalProvider:
         return instance_id
 
     def ssh_argv(self, port: int, *command: str) -> list[str]:
-        """ssh to a node as the fleet user; host keys change with every new instance, so none is pinned."""
-        return [
-            "ssh", "-i", str(self.key_file), "-p", str(port), "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes",
-            "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "ConnectTimeout=5",
-            "-o", "LogLevel=ERROR", f"{NODE_USER}@127.0.0.1", *command,
-        ]
+        return ssh_argv(str(self.key_file), "127.0.0.1", port, *command, batch=True)
 
     def _wait_ssh(self, port: int) -> None:
         last = ""
@@ -312,16 +308,16 @@ class LocalProvider:
                 if names:
                     progress(cluster, f"removing {len(names)} node(s)")
                     docker.remove(names)
-                outcomes.append(ClusterOutcome(cluster, region, True, "removed" if names else "unchanged"))
+                outcomes.append(ClusterOutcome(cluster, region, Outcome.REMOVED if names else Outcome.UNCHANGED))
             except DockerError as exc:
-                outcomes.append(ClusterOutcome(cluster, region, False, "failed", str(exc)))
+                outcomes.append(ClusterOutcome(cluster, region, Outcome.FAILED, str(exc)))
         outcomes += self.orchestrator.remove(docker, progress, include_absent=self.local_orchestrator)
         labels = docker.network_labels(self.network)
         if labels is not None and labels.get(LABEL_FLEET) == self.fleet.name:
             try:
                 docker.network_remove(self.network)
             except DockerError as exc:
-                outcomes.append(ClusterOutcome(self.network, "local", False, "failed", str(exc)))
+                outcomes.append(ClusterOutcome(self.network, "local", Outcome.FAILED, str(exc)))
         return outcomes
 
 
@@ -373,7 +369,7 @@ class LocalOrchestrator:
             current = docker.container(self.name)
             if current and current.running and not changed and current.labels.get("fleetdeploy.image") == image:
                 progress(self.name, "running")
-                return ClusterOutcome(self.name, "local", True, "unchanged")
+                return ClusterOutcome(self.name, "local", Outcome.UNCHANGED)
             if current:
                 progress(self.name, "replacing (stopped, or config/image changed)")
                 docker.remove([current.name])
@@ -390,8 +386,8 @@ class LocalOrchestrator:
                 raise DockerError(f"{self.name} exited right after start (see `docker logs {self.name}`)")
         except DockerError as exc:
             progress(self.name, f"failed: {exc}")
-            return ClusterOutcome(self.name, "local", False, "failed", str(exc))
-        return ClusterOutcome(self.name, "local", True, "relaunched" if current else "launched")
+            return ClusterOutcome(self.name, "local", Outcome.FAILED, str(exc))
+        return ClusterOutcome(self.name, "local", Outcome.RELAUNCHED if current else Outcome.LAUNCHED)
 
     def remove(self, docker: DockerCli, progress: ProgressCallback, include_absent: bool) -> list[ClusterOutcome]:
         current = docker.containers(self.labels)
@@ -404,5 +400,5 @@ class LocalOrchestrator:
                 progress(self.name, "removing")
                 docker.remove([c.name for c in current])
         except DockerError as exc:
-            return [ClusterOutcome(self.name, "local", False, "failed", str(exc))]
-        return [ClusterOutcome(self.name, "local", True, "removed" if current else "unchanged")]
+            return [ClusterOutcome(self.name, "local", Outcome.FAILED, str(exc))]
+        return [ClusterOutcome(self.name, "local", Outcome.REMOVED if current else Outcome.UNCHANGED)]

@@ -144,9 +144,14 @@ class DockerCli:
         if proc.returncode != 0 and "no such container" not in err:
             raise DockerError(f"docker rm: {_last_line(proc.stderr)}")
 
-    def exec_script(self, name: str, script: str, stdin: str = "", timeout: float = RUN_TIMEOUT) -> str:
-        """Runs a fixed shell script as root in the container; data (not the script) comes on stdin."""
-        return self.run(["exec", "-i", name, "sh", "-c", script], stdin=stdin, timeout=timeout).stdout
+    def exec_script(self, name: str, script: str, stdin: str = "", timeout: float = RUN_TIMEOUT,
+                    args: Sequence[str] = ()) -> str:
+        """Runs a fixed shell script as root in the container; data comes on stdin or as positional args ($1...).
+
+        Never pass a secret in `args`: they are visible in the container's process list.
+        """
+        return self.run(["exec", "-i", name, "sh", "-c", script, "bootstrap", *args], stdin=stdin,
+                        timeout=timeout).stdout
 
     def load(self, archive: Path) -> None:
         self.run(["load", "-i", str(archive)], timeout=600)

@@ -12,17 +12,16 @@ from pathlib import Path
 
 from fleetdeploy.config import Fleet
 from fleetdeploy.errors import InputError
+from fleetdeploy.paths import IMAGE_BUILD_SCRIPT, REPO_ROOT
 from fleetdeploy.providers.local_docker import DockerCli, DockerError
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-BUILD_SCRIPT = REPO_ROOT / "scripts" / "build-images.sh"
 # debootstrap of trixie plus the engine packages takes minutes on 2 cores; bounded so a stuck mirror fails.
 BUILD_TIMEOUT = 1800.0
 # One bounded pull per image: an unreachable registry must end `up` quickly, not hang it.
 PULL_TIMEOUT = 60.0
 
 
-def ensure_node_image(name: str, docker: DockerCli | None = None, script: Path = BUILD_SCRIPT) -> bool:
+def ensure_node_image(name: str, docker: DockerCli | None = None, script: Path = IMAGE_BUILD_SCRIPT) -> bool:
     """Builds `name` when it is absent. Returns True when it had to be built."""
     cli = docker or DockerCli()
     if cli.image_exists(name):
@@ -34,8 +33,7 @@ def ensure_node_image(name: str, docker: DockerCli | None = None, script: Path =
             raise InputError(
                 f"node image {name} is missing and cannot be built: '{tool}' not found (apt-get install {tool})"
             )
-    # The script has no node-only switch; it skips every image that already exists, so this builds what's missing.
-    argv = ["bash", str(script)]
+    argv = ["bash", str(script), "--node-only"]  # never the test doubles: a user's `up` doesn't need them
     try:
         proc = subprocess.run(argv, capture_output=True, text=True, timeout=BUILD_TIMEOUT, check=False, cwd=REPO_ROOT)
     except subprocess.TimeoutExpired as exc:

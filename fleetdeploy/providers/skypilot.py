@@ -17,7 +17,7 @@ from typing import Any
 from fleetdeploy.capture import captured_fds, strip_ansi
 from fleetdeploy.config import Fleet
 from fleetdeploy.errors import FleetError
-from fleetdeploy.nodes import ActionKind, ClusterAction, ClusterOutcome, ClusterPlan, Node, ProgressCallback
+from fleetdeploy.nodes import ActionKind, ClusterAction, ClusterOutcome, ClusterPlan, Node, Outcome, ProgressCallback
 from fleetdeploy.providers.skypilot_config import install_project_config
 from fleetdeploy.providers.skypilot_task import candidates, render_task, to_yaml
 
@@ -229,12 +229,12 @@ class SkyPilotProvider:
             except Exception as exc:  # noqa: BLE001 - every SDK failure becomes an outcome
                 return self._all_failed(names, describe_error(sky, exc), progress)
             outcomes: dict[str, ClusterOutcome] = {}
-            work: list[tuple[str, str, Callable[[], Any]]] = []
+            work: list[tuple[str, Outcome, Callable[[], Any]]] = []
             for name, region in names.items():
                 action = decide(records.get(name), self._fleet.regions[region].count)
                 if action.kind is ActionKind.NOTHING:
                     progress(name, f"up, {action.wanted} node(s): nothing to do")
-                    outcomes[name] = ClusterOutcome(name, region, True, "unchanged")
+                    outcomes[name] = ClusterOutcome(name, region, Outcome.UNCHANGED)
                     continue
                 progress(name, action.describe())
                 work.append((name, action.kind.outcome, self._launcher(sky, name, region, action.kind)))
@@ -254,13 +254,13 @@ class SkyPilotProvider:
         self,
         sky: Any,
         names: dict[str, str],
-        work: list[tuple[str, str, Callable[[], Any]]],
+        work: list[tuple[str, Outcome, Callable[[], Any]]],
         progress: ProgressCallback,
     ) -> dict[str, ClusterOutcome]:
         """Submit requests (at most max_in_flight outstanding), then wait for each in submission order."""
         outcomes: dict[str, ClusterOutcome] = {}
         pending = deque(work)
-        in_flight: deque[tuple[str, str, Any]] = deque()
+        in_flight: deque[tuple[str, Outcome, Any]] = deque()
         while pending or in_flight:
             while pending and len(in_flight) < self._max_in_flight:
                 name, action, submit = pending.popleft()
@@ -275,14 +275,14 @@ class SkyPilotProvider:
             try:
                 sky.get(request_id)
             except Exception as exc:  # noqa: BLE001
-                if action == "removed" and _is(sky, exc, "ClusterDoesNotExist"):
+                if action is Outcome.REMOVED and _is(sky, exc, "ClusterDoesNotExist"):
                     progress(name, "already gone")
-                    outcomes[name] = ClusterOutcome(name, names[name], True, "unchanged")
+                    outcomes[name] = ClusterOutcome(name, names[name], Outcome.UNCHANGED)
                     continue
                 outcomes[name] = self._failed(name, names[name], describe_error(sky, exc), progress)
                 continue
             progress(name, action)
-            outcomes[name] = ClusterOutcome(name, names[name], True, action)
+            outcomes[name] = ClusterOutcome(name, names[name], action)
         return outcomes
 
     def nodes(self) -> list[Node]:
@@ -304,20 +304,20 @@ class SkyPilotProvider:
             except Exception as exc:  # noqa: BLE001
                 return self._all_failed(names, describe_error(sky, exc), progress)
             outcomes: dict[str, ClusterOutcome] = {}
-            work: list[tuple[str, str, Callable[[], Any]]] = []
+            work: list[tuple[str, Outcome, Callable[[], Any]]] = []
             for name, region in names.items():
                 if name not in records:
                     progress(name, "not found, nothing to remove")
-                    outcomes[name] = ClusterOutcome(name, region, True, "unchanged")
+                    outcomes[name] = ClusterOutcome(name, region, Outcome.UNCHANGED)
                     continue
                 progress(name, "tearing down")
-                work.append((name, "removed", functools.partial(sky.down, name)))
+                work.append((name, Outcome.REMOVED, functools.partial(sky.down, name)))
             outcomes.update(self._run(sky, names, work, progress))
         return [outcomes[name] for name in names]
 
     def _failed(self, name: str, region: str, error: str, progress: ProgressCallback) -> ClusterOutcome:
         progress(name, f"failed: {error}")
-        return ClusterOutcome(name, region, False, "failed", error)
+        return ClusterOutcome(name, region, Outcome.FAILED, error)
 
     def _all_failed(self, names: dict[str, str], error: str, progress: ProgressCallback) -> list[ClusterOutcome]:
         return [self._failed(name, region, error, progress) for name, region in names.items()]

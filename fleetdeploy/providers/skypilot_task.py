@@ -11,8 +11,9 @@ from typing import Any
 import yaml
 
 from fleetdeploy.config import Fleet
+from fleetdeploy.paths import SKYPILOT_TASK
 
-TEMPLATE = Path(__file__).resolve().parents[2] / "skypilot-tasks" / "node.yaml"
+TEMPLATE = SKYPILOT_TASK
 _PLACEMENT_KEYS = frozenset({"infra", "instance_type", "use_spot", "any_of", "ordered", "cloud", "region", "zone"})
 
 

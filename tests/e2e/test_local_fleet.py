@@ -19,8 +19,10 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 ARCHIVES = REPO / ".cache" / "images"
@@ -48,6 +50,13 @@ class Fleet:
         self.outputs.append(result.stdout + result.stderr)
         return result
 
+    def json(self, *args: str, expect: int | None = 0) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
+        """Run a command with `--output json`; stdout must be exactly one JSON document."""
+        result = self.deploy(*args, "--output", "json")
+        if expect is not None:
+            assert result.returncode == expect, result.stdout[-6000:] + result.stderr[-3000:]
+        return result, json.loads(result.stdout)
+
     def containers(self) -> dict[str, str]:
         """instance id → container name, for this fleet's node containers."""
         out = _docker("ps", "-a", "--filter", f"label=fleetdeploy.fleet={self.name}",
@@ -71,21 +80,8 @@ def _docker(*args: str) -> str:
     return subprocess.run(["docker", *args], capture_output=True, text=True, check=True, timeout=300).stdout
 
 
-def _table_rows(output: str, title: str) -> dict[str, list[str]]:
-    """Rows of the rich table printed under `title`, keyed by the first cell."""
-    rows: dict[str, list[str]] = {}
-    lines = output.splitlines()
-    start = next((i for i, line in enumerate(lines) if line.strip().startswith(title)), None)
-    assert start is not None, f"no table '{title}' in output:\n{output[-3000:]}"
-    for line in lines[start + 1:]:
-        if not line.strip() or line.lstrip().startswith("└"):
-            break  # the table's bottom border: what follows belongs to something else
-        if "│" not in line and "┃" not in line:
-            continue
-        cells = [cell.strip() for cell in line.replace("┃", "│").split("│")[1:-1]]
-        if cells and cells[0] and cells[0] not in ("node", "cluster"):
-            rows[cells[0]] = cells
-    return rows
+def _by(entries: list[dict[str, Any]], key: str) -> dict[str, dict[str, Any]]:
+    return {entry[key]: entry for entry in entries}
 
 
 class _CommandLineWatcher:
@@ -167,13 +163,13 @@ labels:
 
 
 def test_1_up_brings_every_node_up_healthy(fleet: Fleet) -> None:
-    result = fleet.deploy("up")
-    assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-3000:]
+    _, up = fleet.json("up")
     nodes = fleet.containers()
     assert len(nodes) == 3
-    health = _table_rows(result.stdout, "Fleet health")
+    health = _by(up["health"]["nodes"], "node")
     assert sorted(health) == sorted(fleet.host(i) for i in nodes)
-    assert all(row[1] == "healthy" for row in health.values()), health
+    assert all(row["health"] == "healthy" for row in health.values()), health
+    assert up["ok"] is True and {c["action"] for c in up["clusters"]} == {"launched"}
 
     # The health playbook works on its own with the repo's ansible.cfg and inventory/.
     direct = subprocess.run(["ansible-playbook", "playbooks/health.yml", "-l", f"fleet_{fleet.name}"],
@@ -190,18 +186,16 @@ def test_1_up_brings_every_node_up_healthy(fleet: Fleet) -> None:
 
 
 def test_2_second_configure_changes_nothing(fleet: Fleet) -> None:
-    result = fleet.deploy("configure")
-    assert result.returncode == 0, result.stdout[-6000:]
-    rows = _table_rows(result.stdout, "Configure summary")
-    assert len(rows) == 3
-    assert all(row[3] == "0" for row in rows.values()), rows
+    _, configured = fleet.json("configure")
+    assert len(configured["nodes"]) == 3
+    assert all(n["state"] == "ok" and n["changed"] == 0 for n in configured["nodes"]), configured["nodes"]
 
 
 def test_2a_up_on_a_converged_fleet_configures_nothing(fleet: Fleet) -> None:
-    result = fleet.deploy("up", "--skip-health")
-    assert result.returncode == 0, result.stdout[-6000:]
-    rows = _table_rows(result.stdout, "Configure summary")
-    assert len(rows) == 3 and all(row[1] == "converged" and row[3] == "0" for row in rows.values()), rows
+    _, up = fleet.json("up", "--skip-health")
+    rows = up["configure"]["nodes"]
+    assert len(rows) == 3 and all(n["state"] == "converged" and n["changed"] == 0 for n in rows), rows
+    assert up["health"] is None
 
 
 def _remove_stamp(container: str) -> None:
@@ -252,12 +246,11 @@ def test_2c_ctrl_c_during_configure_is_never_a_success_and_the_next_up_heals(fle
     assert not any(_has_stamp(c) for c in containers)  # an interrupted run leaves nothing claiming convergence
     assert list(Path(tempfile.gettempdir()).glob("fleetdeploy-runner-*")) == []
 
-    again = fleet.deploy("up")
-    assert again.returncode == 0, again.stdout[-6000:] + again.stderr[-2000:]
-    configured = _table_rows(again.stdout, "Configure summary")
-    assert all(row[1] in ("ok", "changed") for row in configured.values()), configured  # really configured
-    health = _table_rows(again.stdout, "Fleet health")
-    assert len(health) == 3 and all(row[1] == "healthy" for row in health.values()), health
+    _, again = fleet.json("up")
+    configured = again["configure"]["nodes"]
+    assert all(n["state"] in ("ok", "changed") for n in configured), configured  # really configured
+    health = again["health"]["nodes"]
+    assert len(health) == 3 and all(n["health"] == "healthy" for n in health), health
     assert all(_has_stamp(c) for c in containers)
 
 
@@ -265,9 +258,9 @@ def test_2b_operator_commands_reach_the_nodes(fleet: Fleet) -> None:
     nodes = sorted(fleet.containers().items())
     instance_id, container = nodes[0]
 
-    status = fleet.deploy("status")
-    assert status.returncode == 0, status.stdout
-    assert sorted(_table_rows(status.stdout, "Nodes")) == sorted(fleet.host(i) for i, _ in nodes)
+    _, status = fleet.json("status")
+    assert sorted(n["node"] for n in status["nodes"]) == sorted(fleet.host(i) for i, _ in nodes)
+    assert all(c["up"] == c["wanted"] for c in status["clusters"]) and status["ok"] is True
 
     ssh = fleet.deploy("ssh", instance_id, "cat", "/etc/hostname")
     assert ssh.returncode == 0 and ssh.stdout.strip() == fleet.host(instance_id), ssh.stdout + ssh.stderr
@@ -281,10 +274,12 @@ def test_2b_operator_commands_reach_the_nodes(fleet: Fleet) -> None:
     assert exec_all.stdout.count('"sensor_id"') == 3
 
     printed = fleet.deploy("inventory", "--print")
-    assert printed.returncode == 0 and f"fleet_{fleet.name}:" in printed.stdout
+    assert printed.returncode == 0 and f"fleet_{fleet.name}" in yaml.safe_load(printed.stdout)["all"]["children"]
 
+    inventory_before = fleet.inventory.stat().st_mtime_ns
     unknown = fleet.deploy("ssh", "no-such-node")
     assert unknown.returncode == 2 and "is not a node of this fleet" in unknown.stderr
+    assert fleet.inventory.stat().st_mtime_ns == inventory_before  # a bad name rewrites nothing
 
 
 def test_3_drift_is_reported_on_that_node_only_then_fixed(fleet: Fleet) -> None:
@@ -295,9 +290,10 @@ def test_3_drift_is_reported_on_that_node_only_then_fixed(fleet: Fleet) -> None:
 
     check = fleet.deploy("configure", "--check")
     assert check.returncode == 0, check.stdout[-6000:]
-    assert f"drift on: {fleet.host(drifted_id)}\n" in check.stdout
-    rows = _table_rows(check.stdout, "Drift report")
-    assert {name for name, row in rows.items() if row[3] != "0"} == {fleet.host(drifted_id)}
+    assert f"drift on: {fleet.host(drifted_id)}\n" in check.stdout  # what a person reads
+    _, drift = fleet.json("configure", "--check")
+    assert drift["drifted"] == [fleet.host(drifted_id)]
+    assert {n["node"] for n in drift["nodes"] if n["changed"]} == {fleet.host(drifted_id)}
 
     fix = fleet.deploy("configure")
     assert fix.returncode == 0, fix.stdout[-6000:]
@@ -311,17 +307,16 @@ def test_4_preempted_node_is_replaced_and_only_it_is_configured(fleet: Fleet) ->
     victim_id, victim = sorted(before.items())[-1]
     _docker("rm", "-f", "-v", victim)
 
-    result = fleet.deploy("up")
-    assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
+    _, up = fleet.json("up")
     after = fleet.containers()
     assert len(after) == 3 and victim_id not in after
     (new_id,) = set(after) - set(before)
-    configured = _table_rows(result.stdout, "Configure summary")
+    configured = _by(up["configure"]["nodes"], "node")
     # Only the new node is configured; the survivors end after the convergence check.
-    assert {name for name, row in configured.items() if row[1] != "converged"} == {fleet.host(new_id)}
-    assert configured[fleet.host(new_id)][1] == "changed"
-    health = _table_rows(result.stdout, "Fleet health")
-    assert len(health) == 3 and all(row[1] == "healthy" for row in health.values()), health
+    assert {name for name, n in configured.items() if n["state"] != "converged"} == {fleet.host(new_id)}
+    assert configured[fleet.host(new_id)]["state"] == "changed"
+    health = up["health"]["nodes"]
+    assert len(health) == 3 and all(n["health"] == "healthy" for n in health), health
 
 
 def test_5_one_unreachable_node_does_not_stop_the_others(fleet: Fleet) -> None:
@@ -332,11 +327,11 @@ def test_5_one_unreachable_node_does_not_stop_the_others(fleet: Fleet) -> None:
     _docker("exec", down_container, "sh", "-c",
             "for p in /proc/[0-9]*; do grep -qs '^sshd' $p/comm && kill ${p#/proc/}; done; true")
     try:
-        result = fleet.deploy("configure")
-        assert result.returncode == 1, result.stdout[-6000:]
-        rows = _table_rows(result.stdout, "Configure summary")
-        assert rows[fleet.host(down_id)][1] == "unreachable"
-        assert all(rows[fleet.host(i)][1] == "ok" for i, _ in nodes[1:]), rows
+        _, result = fleet.json("configure", expect=1)
+        rows = _by(result["nodes"], "node")
+        assert rows[fleet.host(down_id)]["state"] == "unreachable"
+        assert all(rows[fleet.host(i)]["state"] == "ok" for i, _ in nodes[1:]), rows
+        assert result["ok"] is False and Path(result["run_log"]).is_file()  # the full output is kept
     finally:
         _docker("exec", down_container, "systemctl", "start", "ssh.service")
     again = fleet.deploy("configure")
@@ -353,28 +348,25 @@ def _set_count(fleet: Fleet, region: str, count: int) -> None:
 def test_5b_count_changes_resize_the_region_and_leave_survivors_alone(fleet: Fleet) -> None:
     before = fleet.containers()
     _set_count(fleet, "us-east-1", 1)
-    plan = fleet.deploy("plan")
-    assert plan.returncode == 0, plan.stderr
-    actions = _table_rows(plan.stdout, "Plan for fleet")
-    assert actions[f"{fleet.name}-us-east-1"][1] == "resize 2 -> 1 node(s)", actions
-    assert actions[f"{fleet.name}-eu-west-1"][1] == "nothing to do", actions
+    _, plan = fleet.json("plan")
+    actions = {c["cluster"]: c["action"] for c in plan["clusters"]}
+    assert actions[f"{fleet.name}-us-east-1"] == "resize 2 -> 1 node(s)", actions
+    assert actions[f"{fleet.name}-eu-west-1"] == "nothing to do", actions
 
-    shrink = fleet.deploy("up")
-    assert shrink.returncode == 0, shrink.stdout[-6000:] + shrink.stderr[-2000:]
-    assert _table_rows(shrink.stdout, "Clusters")[f"{fleet.name}-us-east-1"][1] == "resized"
+    _, shrink = fleet.json("up")
+    assert _by(shrink["clusters"], "cluster")[f"{fleet.name}-us-east-1"]["action"] == "resized"
     after = fleet.containers()
     assert len(after) == 2 and set(after) < set(before)
-    configured = _table_rows(shrink.stdout, "Configure summary")
-    assert all(row[1] == "converged" for row in configured.values()), configured  # survivors untouched
+    configured = shrink["configure"]["nodes"]
+    assert all(n["state"] == "converged" for n in configured), configured  # survivors untouched
 
     _set_count(fleet, "us-east-1", 2)
-    grow = fleet.deploy("up")
-    assert grow.returncode == 0, grow.stdout[-6000:] + grow.stderr[-2000:]
+    _, grow = fleet.json("up")
     (new_id,) = set(fleet.containers()) - set(after)
-    configured = _table_rows(grow.stdout, "Configure summary")
-    assert {name for name, row in configured.items() if row[1] != "converged"} == {fleet.host(new_id)}
-    health = _table_rows(grow.stdout, "Fleet health")
-    assert len(health) == 3 and all(row[1] == "healthy" for row in health.values()), health
+    configured = _by(grow["configure"]["nodes"], "node")
+    assert {name for name, n in configured.items() if n["state"] != "converged"} == {fleet.host(new_id)}
+    health = grow["health"]["nodes"]
+    assert len(health) == 3 and all(n["health"] == "healthy" for n in health), health
 
 
 def test_6_token_appears_only_in_the_nodes_config(fleet: Fleet) -> None:

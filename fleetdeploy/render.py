@@ -1,0 +1,115 @@
+"""Turns command results into tables (people) or JSON (`--output json`: scripts and tests). Nothing else prints them.
+
+JSON goes to stdout as one document and nothing else does: progress then goes to stderr (commands.py).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from rich.console import Console
+from rich.text import Text
+
+from fleetdeploy.progress import print_table, styled
+from fleetdeploy.results import (
+    ClusterOutcome,
+    ConfigureResult,
+    DownResult,
+    HealthResult,
+    InventoryResult,
+    PlanResult,
+    StatusResult,
+    UpResult,
+    to_json,
+)
+
+
+def show(console: Console, result: Any, output: str) -> None:
+    """Print `result` as JSON or as its tables."""
+    if output == "json":
+        console.out(json.dumps(to_json(result), indent=2, sort_keys=False), highlight=False)
+        return
+    renderer = _TABLES.get(type(result))
+    if renderer is None:
+        raise TypeError(f"no table renderer for {type(result).__name__}")
+    renderer(console, result)
+
+
+def _plain(console: Console, text: str) -> None:
+    console.print(Text(text), highlight=False)
+
+
+def _outcomes(console: Console, outcomes: list[ClusterOutcome]) -> None:
+    rows = [(o.cluster, styled(o.action), o.region, o.error or "") for o in outcomes]
+    print_table(console, "Clusters", ("cluster", "result", "region", "error"), rows)
+
+
+def _configure(console: Console, result: ConfigureResult) -> None:
+    title = f"{'Drift report' if result.check else 'Configure summary'} ({result.seconds:.1f} s)"
+    rows = [(n.node, styled(n.state), n.ok, n.changed, n.message) for n in result.nodes]
+    print_table(console, title, ("node", "result", "ok", "changed", "error"), rows)
+    if result.check:
+        for node in (n for n in result.nodes if n.changed):
+            console.print(Text.assemble((node.node, "bold"), f": {node.changed} task(s) would change"))
+            for task in node.changed_tasks:
+                _plain(console, f"  ~ {task}")
+            for diff in node.diffs:
+                _plain(console, diff)
+        drifted = result.drifted
+        _plain(console, f"drift on: {', '.join(drifted)}" if drifted else "no drift: every node matches its roles")
+    if result.run_log and not result.ok:
+        _plain(console, f"full Ansible output: {result.run_log}")
+
+
+def _health(console: Console, result: HealthResult) -> None:
+    rows = [(n.node, styled(n.health), "; ".join(n.failing)) for n in result.nodes]
+    print_table(console, "Fleet health", ("node", "health", "failing checks"), rows)
+    if result.note:
+        _plain(console, result.note)
+
+
+def _up(console: Console, result: UpResult) -> None:
+    _outcomes(console, result.clusters)
+    _plain(console, f"inventory: {result.inventory}")
+    if result.configure is not None:
+        _configure(console, result.configure)
+    if result.health is not None:
+        _health(console, result.health)
+
+
+def _status(console: Console, result: StatusResult) -> None:
+    rows = [(c.cluster, styled("ok" if c.ok else ("failed" if c.up == 0 else "changed")), f"{c.up}/{c.wanted}",
+             c.price or "-") for c in result.clusters]
+    print_table(console, f"Fleet '{result.fleet}'", ("cluster", "state", "nodes up", "price (as wanted)"), rows)
+    if result.fleet_price:
+        _plain(console, f"fleet: {result.fleet_price}")
+    rows = [(n.node, n.region, n.zone or "-", n.address, n.instance_id, n.market) for n in result.nodes]
+    print_table(console, "Nodes", ("node", "region", "zone", "address", "instance id", "market"), rows)
+
+
+def _plan(console: Console, result: PlanResult) -> None:
+    rows = [(c.cluster, c.action, c.region, c.nodes, " > ".join(c.candidates), c.price or "-")
+            for c in result.clusters]
+    print_table(console, f"Plan for fleet '{result.fleet}' ({result.provider})",
+                ("cluster", "up will", "region", "nodes", "tried in order", "price"), rows)
+    if result.fleet_price:
+        _plain(console, f"fleet: {result.fleet_price}")
+    for cluster in result.clusters:
+        # Raw text: the task must stay valid YAML (no markup, no wrapping, no emoji codes).
+        console.out(f"# {cluster.cluster}\n{cluster.task.rstrip()}", highlight=False)
+
+
+def _inventory(console: Console, result: InventoryResult) -> None:
+    _plain(console, f"inventory: {result.path} ({result.nodes} nodes)")
+
+
+_TABLES: dict[type, Any] = {
+    ConfigureResult: _configure,
+    HealthResult: _health,
+    UpResult: _up,
+    StatusResult: _status,
+    PlanResult: _plan,
+    InventoryResult: _inventory,
+    DownResult: lambda console, result: _outcomes(console, result.clusters),
+}

@@ -1,0 +1,220 @@
+"""What each command found or did, as data: typed outcomes and one result object per command.
+
+Commands compute these; render.py turns them into tables on a terminal or JSON with `--output json`. Tests and
+scripts read the JSON (`to_json`), never text meant for people. The JSON shape is documented in
+docs/architecture.md ("Machine-readable output") and only grows: fields are added, never renamed or removed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class Outcome(enum.StrEnum):
+    """What happened to one cluster in `up` or `down`."""
+
+    LAUNCHED = "launched"
+    RELAUNCHED = "relaunched"
+    RESIZED = "resized"
+    UNCHANGED = "unchanged"
+    REMOVED = "removed"
+    FAILED = "failed"
+
+    @property
+    def ok(self) -> bool:
+        return self is not Outcome.FAILED
+
+
+class NodeState(enum.StrEnum):
+    """One node's result in an Ansible run (configure, drift check, exec)."""
+
+    OK = "ok"
+    CHANGED = "changed"  # configure: changes made; --check: changes that would be made (drift)
+    CONVERGED = "converged"  # up: the node's stamp matched, nothing was run
+    FAILED = "failed"
+    UNREACHABLE = "unreachable"
+
+    @property
+    def ok(self) -> bool:
+        return self not in (NodeState.FAILED, NodeState.UNREACHABLE)
+
+
+class Health(enum.StrEnum):
+    """One node's verdict in the health check (the node's own health script decides healthy/unhealthy)."""
+
+    HEALTHY = "healthy"
+    UNHEALTHY = "unhealthy"
+    UNREACHABLE = "unreachable"
+    NOT_CONFIGURED = "not configured yet"
+
+    @property
+    def ok(self) -> bool:
+        return self is Health.HEALTHY
+
+
+@dataclass(frozen=True)
+class ClusterOutcome:
+    """What happened to one cluster during `up` or `down`; `ok` follows from the outcome."""
+
+    cluster: str
+    region: str
+    action: Outcome
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.action.ok
+
+
+@dataclass
+class NodeRun:
+    """One node in an Ansible run: counts from Ansible's recap, the first failure, what changed."""
+
+    node: str
+    state: NodeState
+    ok: int = 0
+    changed: int = 0
+    failed: int = 0
+    skipped: int = 0
+    message: str = ""
+    changed_tasks: list[str] = field(default_factory=list)
+    diffs: list[str] = field(default_factory=list)
+    outputs: list[str] = field(default_factory=list)
+
+
+@dataclass
+class ConfigureResult:
+    check: bool
+    seconds: float  # the Ansible run alone (the benchmark reads it)
+    nodes: list[NodeRun]
+    run_log: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return all(n.state.ok for n in self.nodes)
+
+    @property
+    def drifted(self) -> list[str]:
+        return sorted(n.node for n in self.nodes if self.check and n.changed)
+
+
+@dataclass(frozen=True)
+class NodeHealth:
+    node: str
+    health: Health
+    failing: list[str]
+
+
+@dataclass
+class HealthResult:
+    nodes: list[NodeHealth]
+    note: str = ""  # a fleet-level problem (e.g. the run itself failed): never charged to one node
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.nodes) and all(n.health.ok for n in self.nodes)
+
+
+@dataclass(frozen=True)
+class NodeInfo:
+    node: str
+    instance_id: str
+    cluster: str
+    region: str
+    zone: str | None
+    address: str
+    market: str
+
+
+@dataclass(frozen=True)
+class ClusterCount:
+    cluster: str
+    region: str
+    wanted: int
+    up: int
+    price: str | None  # "$0.0250/h" / "price unknown (...)"; None where nothing is billed (local)
+
+    @property
+    def ok(self) -> bool:
+        return self.up == self.wanted
+
+
+@dataclass
+class StatusResult:
+    fleet: str
+    clusters: list[ClusterCount]
+    nodes: list[NodeInfo]
+    fleet_price: str | None
+
+    @property
+    def ok(self) -> bool:
+        return all(c.ok for c in self.clusters)
+
+
+@dataclass(frozen=True)
+class PlannedCluster:
+    cluster: str
+    region: str
+    nodes: int
+    action: str  # "launch 2 node(s)", "resize 2 -> 3 node(s)", ..., or "unknown (state not readable)"
+    candidates: list[str]
+    price: str | None
+    task: str  # the rendered provider task (SkyPilot: YAML)
+
+
+@dataclass
+class PlanResult:
+    fleet: str
+    provider: str
+    clusters: list[PlannedCluster]
+    fleet_price: str | None
+
+
+@dataclass
+class InventoryResult:
+    path: str
+    nodes: int
+    text: str
+
+
+@dataclass
+class UpResult:
+    clusters: list[ClusterOutcome]
+    inventory: str
+    configure: ConfigureResult | None
+    health: HealthResult | None
+
+    @property
+    def ok(self) -> bool:
+        return (all(c.ok for c in self.clusters) and (self.configure is None or self.configure.ok)
+                and (self.health is None or self.health.ok))
+
+
+@dataclass
+class DownResult:
+    clusters: list[ClusterOutcome]
+
+    @property
+    def ok(self) -> bool:
+        return all(c.ok for c in self.clusters)
+
+
+def to_json(result: Any) -> Any:
+    """A result as plain JSON data (enums as their values, `ok` included where a result has one)."""
+    if dataclasses.is_dataclass(result) and not isinstance(result, type):
+        data = {f.name: to_json(getattr(result, f.name)) for f in dataclasses.fields(result)}
+        if isinstance(getattr(type(result), "ok", None), property):
+            data["ok"] = result.ok
+        if isinstance(result, ConfigureResult):
+            data["drifted"] = result.drifted
+        return data
+    if isinstance(result, enum.Enum):
+        return result.value
+    if isinstance(result, list | tuple):
+        return [to_json(item) for item in result]
+    if isinstance(result, dict):
+        return {str(k): to_json(v) for k, v in result.items()}
+    return result
