@@ -116,6 +116,8 @@ def rendered(tmp_path_factory: pytest.TempPathFactory) -> tuple[Rendered, str]:
         "v164_reject": {"bacalhau_version": "v1.6.4", "bacalhau_reject_networked_jobs": True},
         "v165": {"bacalhau_version": "v1.6.5"},
         "v165_reject": {"bacalhau_version": "1.6.5", "bacalhau_reject_networked_jobs": True},
+        "v170": {"bacalhau_version": "v1.7.0"},
+        "v170_reject": {"bacalhau_version": "v1.7.0", "bacalhau_reject_networked_jobs": True},
         "tls_capacity": {"bacalhau_orchestrator_endpoint": "tls://orch.example.internal:4222",
                          "bacalhau_allocated_capacity": {"CPU": "1", "Memory": "1Gi"},
                          "bacalhau_allowed_local_paths": ["/opt/sensor/data/", "/srv/extra"]},
@@ -140,7 +142,8 @@ def test_compute_node_shape(rendered: tuple[Rendered, str]) -> None:
     assert cfg["Compute"]["Orchestrators"] == ["nats://orch.example.internal:4222"]
     assert cfg["API"] == {"Host": "127.0.0.1", "Port": 1234}
     assert cfg["DataDir"] == "/var/lib/bacalhau"
-    assert cfg["NameProvider"] == "puuid"
+    # `serve` always gets --name: a NameProvider would never be asked, so none is written.
+    assert "NameProvider" not in cfg
     assert cfg["DisableAnalytics"] is True
     assert cfg["Compute"]["Heartbeat"] == {"Interval": "15s"}
     assert cfg["Logging"] == {"Level": "info"}
@@ -169,11 +172,15 @@ def test_labels(rendered: tuple[Rendered, str]) -> None:
         assert all(isinstance(v, str) for v in cfg["Labels"].values())
 
 
+# DESIGN.md §3: v1.6.5 has both keys and rejects networked jobs when `RejectNetworkedJobs || !AcceptNetworkedJobs`,
+# so up to and including v1.6.5 AcceptNetworkedJobs is written; from v1.7.0 only RejectNetworkedJobs exists.
 @pytest.mark.parametrize(("variant", "expected"), [
     ("v164", {"AcceptNetworkedJobs": True}),
     ("v164_reject", {"AcceptNetworkedJobs": False}),
-    ("v165", {"RejectNetworkedJobs": False}),
-    ("v165_reject", {"RejectNetworkedJobs": True}),
+    ("v165", {"AcceptNetworkedJobs": True}),
+    ("v165_reject", {"AcceptNetworkedJobs": False}),
+    ("v170", {"RejectNetworkedJobs": False}),
+    ("v170_reject", {"RejectNetworkedJobs": True}),
     ("full", {"RejectNetworkedJobs": False}),
 ])
 def test_networked_jobs_key_follows_the_version(rendered: tuple[Rendered, str], variant: str,
@@ -243,6 +250,32 @@ def test_role_rejects_bad_endpoints(tmp_path: Path) -> None:
                                          "bacalhau_orchestrator_token_file": str(empty)})
     assert bad.returncode != 0
     assert "must be a readable, non-empty file" in bad.stdout
+
+
+@pytest.mark.parametrize(("settings", "phrase"), [
+    ({"bacalhau_version": "v1.4.0"}, "bacalhau_version: must be vX.Y.Z, v1.5.2 or newer"),
+    ({"bacalhau_version": "v1.5.0"}, "unredacted from their local API: use v1.5.2 or newer"),
+    ({"bacalhau_version": "1.5.1"}, "unredacted from their local API: use v1.5.2 or newer"),
+    ({"bacalhau_version": "v1.6.2", "bacalhau_docker_mode": "dind"}, "dind needs bacalhau_version v1.6.3 or newer"),
+    ({"bacalhau_version": "v1.6.3", "bacalhau_docker_mode": "dind"}, None),
+    ({"bacalhau_version": "v1.5.2"}, None),
+])
+def test_role_refuses_versions_it_cannot_serve(tmp_path: Path, settings: dict[str, Any], phrase: str | None) -> None:
+    """The role's own checks, for standalone use (the fleet model refuses the same for the CLI)."""
+    token_file, _ = _token_file(tmp_path)
+    play = [{
+        "name": "validate", "hosts": "localhost", "gather_facts": False,
+        "vars": {"ansible_python_interpreter": "{{ ansible_playbook_python }}"},
+        "tasks": [{"name": "validate", "ansible.builtin.include_role": {"name": "bacalhau",
+                                                                          "tasks_from": "validate.yml"}}],
+    }]
+    result = _run_playbook(tmp_path, play, {"bacalhau_orchestrator_endpoint": "nats://orch:4222",
+                                            "bacalhau_orchestrator_token_file": str(token_file), **settings})
+    if phrase is None:
+        assert result.returncode == 0, result.stdout[-3000:]
+    else:
+        assert result.returncode != 0
+        assert phrase in result.stdout, result.stdout[-3000:]
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="the role writes root-owned files")

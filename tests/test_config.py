@@ -173,7 +173,29 @@ BAD: list[tuple[str, Callable[[dict[str, Any]], None], str]] = [
         "orchestrator.endpoint: 'local' is only allowed with provider: local",
     ),
     ("token-missing", _set("orchestrator/token_file", "nope"), "orchestrator.token_file: "),
-    ("bacalhau-version-old", _set("bacalhau/version", "v1.4.0"), "bacalhau.version: must be v1.5.0 or newer"),
+    ("bacalhau-version-old", _set("bacalhau/version", "v1.4.0"), "bacalhau.version: must be v1.5.2 or newer"),
+    *[
+        (f"bacalhau-version-leaks-token-{v}", _set("bacalhau/version", v),
+         "bacalhau.version: v1.5.0 and v1.5.1 return the orchestrator token unredacted from their local API: "
+         "use v1.5.2 or newer")
+        for v in ("v1.5.0", "v1.5.1")
+    ],
+    (
+        "dind-too-old",
+        _both(_set("bacalhau/version", "v1.6.2"), _set("role_vars", {"bacalhau_docker_mode": "dind"})),
+        "role_vars.bacalhau_docker_mode: dind needs bacalhau.version v1.6.3 or newer",
+    ),
+    (
+        "dind-too-old-custom-image",
+        _both(_set("bacalhau", {"version": "v1.5.2", "image": "localhost/b:1"}),
+              _set("role_vars", {"bacalhau_docker_mode": "dind"})),
+        "role_vars.bacalhau_docker_mode: dind needs bacalhau.version v1.6.3 or newer",
+    ),
+    (
+        "role-vars-image-archive",
+        _set("role_vars", {"image_archive_dir": "/srv/images"}),
+        "role_vars.image_archive_dir: set by the bacalhau and sensor roles",
+    ),
     ("bacalhau-version-format", _set("bacalhau/version", "1.9.3"), "bacalhau.version: must look like vX.Y.Z"),
     (
         "bacalhau-image-latest",
@@ -182,6 +204,12 @@ BAD: list[tuple[str, Callable[[dict[str, Any]], None], str]] = [
     ),
     ("bacalhau-image-untagged", _set("bacalhau/image", "ghcr.io/x/bacalhau"), "bacalhau.image: needs a pinned tag"),
     ("sensor-latest", _set("sensor/version", "latest"), "sensor.version: must be a pinned image tag"),
+    *[
+        (f"sensor-tag-shape-{tag}", _set("sensor/version", tag),
+         "sensor.version: ghcr.io/bacalhau-project/sensor-log-generator is tagged vX.Y.Z, X.Y.Z, vX.Y or vX "
+         "(e.g. v1.17.0): use one of those, or set sensor.image for another tag")
+        for tag in ("2505081831", "1.17", "1", "v1.17.0.1", "v1.17.0-rc1", "V1.17.0", "test")
+    ],
     ("images-source", _set("images/source", "s3"), "images.source: must be one of 'registry' or 'archive'"),
     (
         "archive-missing-path",
@@ -257,11 +285,12 @@ def test_missing_file_and_directory(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("prepare", "expected"),
     [
-        (lambda p: p.chmod(0o644), "readable by every user (mode 0644); run: chmod 600"),
+        (lambda p: p.chmod(0o644), "readable by other users (mode 0644); run: chmod 600"),
+        (lambda p: p.chmod(0o640), "readable by other users (mode 0640); run: chmod 600"),
         (lambda p: p.write_text("  \n"), "file is empty"),
         (lambda p: (p.unlink(), p.mkdir()), "not a regular file"),
     ],
-    ids=["world-readable", "blank", "directory"],
+    ids=["world-readable", "group-readable", "blank", "directory"],
 )
 def test_token_file_rules(fleet_dir: Path, prepare: Callable[[Path], Any], expected: str) -> None:
     prepare(fleet_dir / "token")
@@ -327,6 +356,25 @@ def test_defaults_and_relative_paths(fleet_dir: Path) -> None:
     assert fleet.local.privileged is False
 
 
+@pytest.mark.parametrize("tag", ["v1.17.0", "1.17.0", "v1.17", "v1"])
+def test_sensor_release_tags_derive_the_ghcr_image(fleet_dir: Path, tag: str) -> None:
+    fleet = load_fleet(write(fleet_dir, mutate(_set("sensor/version", tag))))
+    assert fleet.sensor.image == f"ghcr.io/bacalhau-project/sensor-log-generator:{tag}"
+
+
+def test_sensor_tag_shape_is_free_with_an_explicit_image(fleet_dir: Path) -> None:
+    # Test doubles and mirrors name their own tags (tests/e2e fleets use `version: test`).
+    data = mutate(_set("sensor", {"version": "test", "image": "localhost/sensor-double:test"}))
+    assert load_fleet(write(fleet_dir, data)).sensor.image == "localhost/sensor-double:test"
+
+
+@pytest.mark.parametrize(("version", "mode"), [("v1.6.3", "dind"), ("v1.9.3", "dind"), ("v1.5.2", "socket")])
+def test_docker_modes_the_version_has_images_for(fleet_dir: Path, version: str, mode: str) -> None:
+    data = mutate(_both(_set("bacalhau/version", version), _set("role_vars", {"bacalhau_docker_mode": mode})))
+    fleet = load_fleet(write(fleet_dir, data))
+    assert fleet.bacalhau.version == version and fleet.role_vars == {"bacalhau_docker_mode": mode}
+
+
 def test_capacity_lists_and_singular_keys(fleet_dir: Path) -> None:
     regions = {"us-east-1": {"count": 2, "zones": ["us-east-1b", Z], "instance_types": [T]}, "eu-west-1": {"count": 1}}
     fleet = load_fleet(write(fleet_dir, mutate(_set("regions", regions))))
@@ -345,7 +393,7 @@ def test_full_local_fleet(fleet_dir: Path) -> None:
             regions={"us-east-1": {"count": 2, "zone": "us-east-1-bos-1a"}, "eu-west-1": {"count": 1}},
             orchestrator={"endpoint": "local", "token_file": str(fleet_dir / "token")},
             aws_credentials={"file": "aws-credentials"},
-            bacalhau={"version": "v1.5.0", "image": "localhost/bacalhau-double:test"},
+            bacalhau={"version": "v1.5.2", "image": "localhost/bacalhau-double:test"},
             images={"source": "archive", "bacalhau_archive": "bacalhau.tar", "sensor_archive": "sensor.tar"},
             labels={"team": "edge", "site": "lab.1"},
             local={"privileged": True},
