@@ -20,7 +20,7 @@ from typing import Any
 
 # What a node's configuration is made of; molecule scenarios and READMEs change nothing on a node.
 _CONFIG_SOURCES = ("roles", "playbooks/site.yml", "ansible.cfg")
-_NOT_CONFIG = {"molecule", "README.md", "__pycache__"}
+_NOT_CONFIG = {"molecule", "README.md", "__pycache__", ".env.yml"}  # .env.yml: molecule's, per role
 
 
 def roles_digest(repo_root: Path) -> str:
