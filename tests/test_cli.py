@@ -230,3 +230,50 @@ def test_ctrl_c_while_starting_is_interrupted_never_a_traceback(tmp_path: Path, 
         assert err.strip().splitlines()[-1] == "interrupted"
     else:
         assert proc.returncode in (0, -signal.SIGINT), (proc.returncode, err)  # finished first, or pre-Python
+
+
+def test_entry_point_is_executable_and_the_example_shows_the_real_command() -> None:
+    entry = REPO / "deploy.py"
+    assert entry.read_text().startswith("#!/usr/bin/env python3\n") and os.access(entry, os.X_OK)
+    assert "python deploy.py -f fleet.yaml up" in (REPO / "fleet.example.yaml").read_text().splitlines()[0]
+
+
+def test_unconfirmed_down_says_so_on_stderr(tmp_path: Path, token_file: Path) -> None:
+    import pty
+
+    fleet = write_fleet(tmp_path, GOOD)
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: stdin is the terminal; stderr goes to a file the parent reads
+        err = os.open(tmp_path / "stderr", os.O_WRONLY | os.O_CREAT, 0o600)
+        os.dup2(err, 2)
+        os.chdir(REPO)
+        os.execv(sys.executable, [sys.executable, "deploy.py", "-f", str(fleet), "--local", "down"])
+    os.write(fd, b"not-the-fleet-name\n")
+    seen = b""
+    while True:
+        try:
+            chunk = os.read(fd, 1024)
+        except OSError:
+            break
+        if not chunk:
+            break
+        seen += chunk
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 2
+    assert "not confirmed: nothing was removed" in (tmp_path / "stderr").read_text()
+    assert b"not confirmed" not in seen  # the terminal (stdout) never gets it
+
+
+def test_run_logs_are_private_and_only_the_last_twenty_are_kept(tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    from fleetdeploy.runlog import RUNS_KEPT, RunLog
+
+    monkeypatch.setenv("FLEETDEPLOY_STATE_DIR", str(tmp_path))
+    runs = tmp_path / "demo" / "runs"
+    runs.mkdir(parents=True)
+    for index in range(RUNS_KEPT + 5):
+        (runs / f"20200101-0000{index:02d}-1-old.log").write_text("old")
+    with RunLog.open("demo", "Configuring nodes") as log:
+        assert log.path.stat().st_mode & 0o777 == 0o600 and log.path.name.endswith("-configuring-nodes.log")
+    kept = sorted(runs.glob("*.log"))
+    assert len(kept) == RUNS_KEPT and log.path in kept
