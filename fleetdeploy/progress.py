@@ -74,7 +74,9 @@ class ProgressBoard:
 
     def __enter__(self) -> ProgressBoard:
         if self._console.is_terminal:
-            self._live = Live(self._render(), console=self._console, refresh_per_second=4, transient=False)
+            # No stdout/stderr redirection: third-party prints must reach fd 1/2, where capture.py catches them.
+            self._live = Live(self._render(), console=self._console, refresh_per_second=4, transient=False,
+                              redirect_stdout=False, redirect_stderr=False)
             self._live.__enter__()
         else:
             self._console.print(Text(f"{self._title}:"))
