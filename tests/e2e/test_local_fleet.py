@@ -12,7 +12,6 @@ import os
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import uuid
@@ -36,7 +35,6 @@ class Fleet:
     fleet_file: Path
     token: str
     env: dict[str, str]
-    volumes_before: set[str]
     watcher: _CommandLineWatcher
     outputs: list[str] = field(default_factory=list)
 
@@ -150,9 +148,11 @@ labels:
   team: e2e
 """
     )
+    # A temp dir of its own: what the CLI leaves behind there is this fleet's, whatever else runs on the machine.
+    (work / "tmp").mkdir()
     env = dict(os.environ, FLEETDEPLOY_STATE_DIR=str(work / "state"), COLUMNS="250", NO_COLOR="1",
-               PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
-    handle = Fleet(name=name, fleet_file=fleet_file, token=token, env=env, volumes_before=_volumes(),
+               TMPDIR=str(work / "tmp"), PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    handle = Fleet(name=name, fleet_file=fleet_file, token=token, env=env,
                    watcher=_CommandLineWatcher(token))
     with handle.watcher:
         yield handle
@@ -244,7 +244,7 @@ def test_2c_ctrl_c_during_configure_is_never_a_success_and_the_next_up_heals(fle
     assert "Traceback" not in result.stderr
     assert "Fleet health" not in result.stdout and "Configure summary" not in result.stdout
     assert not any(_has_stamp(c) for c in containers)  # an interrupted run leaves nothing claiming convergence
-    assert list(Path(tempfile.gettempdir()).glob("fleetdeploy-runner-*")) == []
+    assert list(Path(fleet.env["TMPDIR"]).iterdir()) == []
 
     _, again = fleet.json("up")
     configured = again["configure"]["nodes"]
@@ -375,7 +375,7 @@ def test_6_token_appears_only_in_the_nodes_config(fleet: Fleet) -> None:
     assert fleet.token not in fleet.inventory.read_text()
     assert fleet.inventory.stat().st_mode & 0o777 == 0o600
     assert fleet.watcher.hits == []
-    leftovers = list(Path(tempfile.gettempdir()).glob("fleetdeploy-runner-*"))
+    leftovers = list(Path(fleet.env["TMPDIR"]).iterdir())  # runner dirs, fd-capture files: nothing may stay
     assert leftovers == []
     for container in fleet.containers().values():
         assert fleet.token not in _docker("inspect", container)
@@ -386,10 +386,14 @@ def test_6_token_appears_only_in_the_nodes_config(fleet: Fleet) -> None:
 
 
 def test_7_down_leaves_nothing_of_the_fleet(fleet: Fleet) -> None:
+    # The fleet's own volumes (each node's /var/lib/docker), named now: other tests may add volumes meanwhile.
+    ours = {m["Name"] for c in fleet.containers().values()
+            for m in json.loads(_docker("inspect", "--format", "{{json .Mounts}}", c)) if m.get("Type") == "volume"}
+    assert ours, "every node has an anonymous /var/lib/docker volume"
     result = fleet.deploy("down", "--yes")
     assert result.returncode == 0, result.stdout[-4000:]
     assert fleet.containers() == {}
     assert _docker("ps", "-a", "--filter", f"name=fleet-{fleet.name}", "-q").strip() == ""
     assert _docker("network", "ls", "--filter", f"name=fleet-{fleet.name}", "-q").strip() == ""
-    assert _volumes() - fleet.volumes_before == set()
+    assert ours & _volumes() == set()
     assert not fleet.inventory.exists()

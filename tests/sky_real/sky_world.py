@@ -45,23 +45,6 @@ BLACKHOLE_PROXY = "http://127.0.0.1:9"
 STAMP = "/var/lib/fleetdeploy/converged.json"
 
 
-def table_rows(output: str, title: str) -> dict[str, list[str]]:
-    """Rows of the rich table printed under `title`, keyed by the first cell (as tests/e2e does)."""
-    rows: dict[str, list[str]] = {}
-    lines = output.splitlines()
-    start = next((i for i, line in enumerate(lines) if line.strip().startswith(title)), None)
-    assert start is not None, f"no table '{title}' in output:\n{output[-3000:]}"
-    for line in lines[start + 1:]:
-        if not line.strip() or line.lstrip().startswith("└"):
-            break
-        if "│" not in line and "┃" not in line:
-            continue
-        cells = [cell.strip() for cell in line.replace("┃", "│").split("│")[1:-1]]
-        if cells and cells[0] and cells[0] not in ("node", "cluster"):
-            rows[cells[0]] = cells
-    return rows
-
-
 def _free_port() -> int:
     """A loopback port that is free, and whose queue-manager twin (sky/server/requests/queues/mp_queue.py) is too."""
     for _ in range(50):

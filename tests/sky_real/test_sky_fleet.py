@@ -9,12 +9,15 @@ of three clusters — `<fleet>-us-east-1` UP with 2 nodes, `<fleet>-us-east-2` I
 Offline, every `sky.launch`/`sky.down` the CLI makes must get past SkyPilot's validation and stop at the AWS
 credentials check; the server's own request list shows which requests ran and what they raised.
 
-The tests run in order on one fleet (module-scoped): inventory → status → plan → up (three regions) → up
-(complete) → up (resize) → configure / health / ssh → down → SDK coverage → secrets.
+The tests run in order on one fleet (module-scoped): inventory → status → health (nothing configured yet) → plan →
+up (three regions) → up (complete) → up (resize) → configure / health / ssh → down → SDK coverage → secrets.
+They read the CLI's `--output json` (stdout: one JSON document, progress on stderr); only what is about human
+output reads table-mode stdout (the tasks `plan` prints, `inventory --print`).
 """
 
 from __future__ import annotations
 
+import json
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -22,7 +25,7 @@ from typing import Any
 import pytest
 import yaml
 
-from sky_world import SkyWorld, api_server_processes, table_rows
+from sky_world import SkyWorld, api_server_processes
 
 pytestmark = pytest.mark.e2e
 
@@ -36,6 +39,26 @@ THREE_REGIONS = {"us-east-1": 2, "us-east-2": 2, "us-west-2": 1}
 
 def _ok(result: subprocess.CompletedProcess[str]) -> str:
     return f"exit {result.returncode}\n--- stdout\n{result.stdout[-6000:]}\n--- stderr\n{result.stderr[-4000:]}"
+
+
+def _json(result: subprocess.CompletedProcess[str]) -> Any:
+    """stdout of a `-o json` run: exactly one JSON document, nothing else."""
+    try:
+        return json.loads(result.stdout)
+    except json.JSONDecodeError as exc:
+        pytest.fail(f"stdout is not one JSON document ({exc})\n{_ok(result)}")
+
+
+def _deploy_json(world: SkyWorld, fleet_file: Path, *args: str) -> tuple[subprocess.CompletedProcess[str], Any]:
+    """The command with `-o json` after it; the run and its JSON document."""
+    result = world.deploy(fleet_file, *args, "-o", "json")
+    return result, _json(result)
+
+
+def _by(rows: list[dict[str, Any]], key: str) -> dict[str, dict[str, Any]]:
+    found = {row[key]: row for row in rows}
+    assert len(found) == len(rows), f"duplicate {key}: {rows}"
+    return found
 
 
 def _launches(world: SkyWorld) -> dict[str, list[dict[str, Any]]]:
@@ -106,54 +129,81 @@ def test_01_inventory_print_starts_the_api_server_and_prints_only_yaml(world: Sk
 
 
 def test_02_status_counts_nodes_per_cluster(world: SkyWorld, three: Path) -> None:
-    result = world.deploy(three, "status")
+    result = world.deploy(three, "--output", "json", "status")  # the option before the command
     assert result.returncode == 1, _ok(result)  # us-east-2 and us-west-2 are short
-    clusters = table_rows(result.stdout, f"Fleet '{world.name}'")
-    assert {name: row[1:3] for name, row in clusters.items()} == {
-        world.cluster("us-east-1"): ["ok", "2/2"], world.cluster("us-east-2"): ["changed", "1/2"],
-        world.cluster("us-west-2"): ["failed", "0/1"]}
-    assert clusters[world.cluster("us-east-1")][3] == "$0.0250/h"  # 2 x the catalog's 0.0125 spot price
-    nodes = table_rows(result.stdout, "Nodes")
-    boxes = {world.host(b): b for c in (world.cluster("us-east-1"), world.cluster("us-east-2"))
-             for b in world.boxes[c]}
+    data = _json(result)
+    assert data["fleet"] == world.name and data["ok"] is False, data
+    clusters = _by(data["clusters"], "cluster")
+    assert {name: (c["region"], c["up"], c["wanted"], c["ok"]) for name, c in clusters.items()} == {
+        world.cluster("us-east-1"): ("us-east-1", 2, 2, True), world.cluster("us-east-2"): ("us-east-2", 1, 2, False),
+        world.cluster("us-west-2"): ("us-west-2", 0, 1, False)}
+    assert clusters[world.cluster("us-east-1")]["price"] == "$0.0250/h"  # 2 x the catalog's 0.0125 spot price
+    nodes = _by(data["nodes"], "node")
+    boxes = {world.host(b): (region, b) for region in ("us-east-1", "us-east-2")
+             for b in world.boxes[world.cluster(region)]}
     assert sorted(nodes) == sorted(boxes)
-    for name, box in boxes.items():
-        assert nodes[name][3:6] == [f"127.0.0.1:{box.port}", box.instance_id, "spot"], nodes[name]
+    for name, (region, box) in boxes.items():
+        assert nodes[name] == {"node": name, "instance_id": box.instance_id, "cluster": world.cluster(region),
+                               "region": region, "zone": f"{region}a", "address": f"127.0.0.1:{box.port}",
+                               "market": "spot"}, nodes[name]
 
 
-def test_03_plan_shows_what_up_will_do_and_each_task_as_yaml(world: SkyWorld, three: Path) -> None:
-    result = world.deploy(three, "plan")
-    assert result.returncode == 0, _ok(result)
-    actions = {name: row[1] for name, row in table_rows(result.stdout, "Plan for fleet").items()}
-    assert actions[world.cluster("us-east-1")] == "nothing to do"
-    assert actions[world.cluster("us-east-2")].startswith("heal: ")
-    assert actions[world.cluster("us-west-2")] == "launch 1 node(s)"
-    tasks = _tasks_after_table(result.stdout, [world.cluster(r) for r in THREE_REGIONS])
+def test_03_health_before_any_configure_reports_every_node_as_not_configured(world: SkyWorld, three: Path) -> None:
+    result, data = _deploy_json(world, three, "health")
+    assert result.returncode == 1, _ok(result)
+    assert data["ok"] is False, data
+    nodes = [*world.boxes[world.cluster("us-east-1")], *world.boxes[world.cluster("us-east-2")]]
+    # The seeded nodes never ran site.yml: no health script, so the node's health playbook says not configured.
+    assert {n["node"]: n["health"] for n in data["nodes"]} == {world.host(b): "not configured yet" for b in nodes}
+    assert all(n["failing"] == [] for n in data["nodes"]), data
+    assert not any(world.stamp(b) for b in nodes), "a health check configures nothing"
+
+
+def test_04_plan_shows_what_up_will_do_and_each_task_as_yaml(world: SkyWorld, three: Path) -> None:
+    names = [world.cluster(r) for r in THREE_REGIONS]
+    planned, data = _deploy_json(world, three, "plan")
+    assert planned.returncode == 0, _ok(planned)
+    assert data["fleet"] == world.name and data["provider"] == "skypilot", data
+    clusters = _by(data["clusters"], "cluster")
+    assert sorted(clusters) == sorted(names)
+    assert clusters[world.cluster("us-east-1")]["action"] == "nothing to do"
+    assert clusters[world.cluster("us-east-2")]["action"].startswith("heal: ")
+    assert clusters[world.cluster("us-west-2")]["action"] == "launch 1 node(s)"
+    assert clusters[world.cluster("us-east-1")]["price"] == "$0.0250/h"
+    # What a person reads: each task after a `# <cluster>` line, valid YAML on its own: the JSON's task.
+    shown = world.deploy(three, "plan")
+    assert shown.returncode == 0, _ok(shown)
+    tasks = _tasks_after_table(shown.stdout, names)
     for region, count in THREE_REGIONS.items():
         task = tasks[world.cluster(region)]
         assert task["name"] == world.cluster(region) and task["num_nodes"] == count, task
         assert task["resources"]["infra"] == f"aws/{region}" and task["resources"]["use_spot"] is True, task
+        # The JSON's task, as printed (table mode strips its trailing newline).
+        assert f"# {world.cluster(region)}\n{clusters[world.cluster(region)]['task'].rstrip()}\n" in shown.stdout
 
-    resized = world.deploy(world.fleet_file("resize", {"us-east-1": 3}), "plan")
+    resized, data = _deploy_json(world, world.fleet_file("resize", {"us-east-1": 3}), "plan")
     assert resized.returncode == 0, _ok(resized)
-    assert table_rows(resized.stdout, "Plan for fleet")[world.cluster("us-east-1")][1] == "resize 2 -> 3 node(s)"
-    assert _tasks_after_table(resized.stdout, [world.cluster("us-east-1")])[world.cluster("us-east-1")][
-        "num_nodes"] == 3
+    (cluster,) = data["clusters"]
+    assert cluster["cluster"] == world.cluster("us-east-1") and cluster["action"] == "resize 2 -> 3 node(s)", cluster
+    assert yaml.safe_load(cluster["task"])["num_nodes"] == 3
     assert world.requests("sky.launch") == [], "plan reads SkyPilot's state; it never launches"
 
 
-def test_04_up_on_three_regions_attempts_two_launches_and_still_configures_the_survivors(
+def test_05_up_on_three_regions_attempts_two_launches_and_still_configures_the_survivors(
         world: SkyWorld, three: Path) -> None:
-    result = world.deploy(three, "up")
+    result, data = _deploy_json(world, three, "up")
     assert result.returncode == 1, _ok(result)
-    clusters = table_rows(result.stdout, "Clusters")
-    assert clusters[world.cluster("us-east-1")][1] == "unchanged"
+    assert data["ok"] is False and data["inventory"] == str(world.inventory), data
+    clusters = _by(data["clusters"], "cluster")
+    assert clusters[world.cluster("us-east-1")]["action"] == "unchanged"
     heal, launch = clusters[world.cluster("us-east-2")], clusters[world.cluster("us-west-2")]
-    assert heal[1] == "failed" and heal[3].startswith(f"{CREDENTIALS_HINT}: "), heal
-    assert launch[1] == "failed" and launch[3].startswith(f"{NO_ACCESS_HINT}: "), launch
-    # Then SkyPilot's own first paragraph, as one plain line (the table never wraps off a terminal).
-    assert "AWS credentials are not set" in heal[3] and "Cloud access is not set up" in launch[3]
-    assert "\x1b[" not in heal[3] + launch[3]
+    assert heal["action"] == "failed" and heal["ok"] is False, heal
+    assert launch["action"] == "failed" and launch["ok"] is False, launch
+    assert heal["error"].startswith(f"{CREDENTIALS_HINT}: "), heal
+    assert launch["error"].startswith(f"{NO_ACCESS_HINT}: "), launch
+    # Then SkyPilot's own first paragraph, as one plain line.
+    assert "AWS credentials are not set" in heal["error"] and "Cloud access is not set up" in launch["error"]
+    assert "\x1b[" not in heal["error"] + launch["error"] and "\n" not in heal["error"] + launch["error"]
     assert "Traceback" not in result.stdout + result.stderr
 
     launches = _launches(world)
@@ -165,39 +215,43 @@ def test_04_up_on_three_regions_attempts_two_launches_and_still_configures_the_s
     assert healed["resize"] is False and created["resize"] is False
 
     east1, (survivor,) = world.boxes[world.cluster("us-east-1")], world.boxes[world.cluster("us-east-2")]
-    configured = table_rows(result.stdout, "Configure summary")
     # Nothing was configured before: the INIT cluster's survivor is configured like the UP cluster's nodes.
-    assert {n: row[1] for n, row in configured.items()} == {world.host(b): "changed" for b in [*east1, survivor]}
+    assert data["configure"]["ok"] is True, data["configure"]
+    assert {n["node"]: n["state"] for n in data["configure"]["nodes"]} == {
+        world.host(b): "changed" for b in [*east1, survivor]}
     assert all(world.stamp(b) for b in [*east1, survivor])
-    health = table_rows(result.stdout, "Fleet health")
-    assert {n: row[1] for n, row in health.items()} == {world.host(b): "healthy" for b in [*east1, survivor]}
+    assert data["health"]["ok"] is True, data["health"]
+    assert {n["node"]: n["health"] for n in data["health"]["nodes"]} == {
+        world.host(b): "healthy" for b in [*east1, survivor]}
 
 
-def test_05_up_with_every_cluster_up_and_complete_launches_nothing_and_configures_what_is_not_converged(
+def test_06_up_with_every_cluster_up_and_complete_launches_nothing_and_configures_what_is_not_converged(
         world: SkyWorld) -> None:
     complete = world.fleet_file("complete", {"us-east-1": 2})
     adopted, converged = world.boxes[world.cluster("us-east-1")]
     world.remove_stamp(adopted)  # as if configured by an earlier run that was cut short
     launches_before = [r["request_id"] for r in world.requests("sky.launch")]
-    result = world.deploy(complete, "up", "--skip-health")
+    result, data = _deploy_json(world, complete, "up", "--skip-health")
     assert result.returncode == 0, _ok(result)
-    assert table_rows(result.stdout, "Clusters")[world.cluster("us-east-1")][1] == "unchanged"
+    assert data["ok"] is True and data["health"] is None, data
+    assert [(c["cluster"], c["action"]) for c in data["clusters"]] == [(world.cluster("us-east-1"), "unchanged")]
     assert [r["request_id"] for r in world.requests("sky.launch")] == launches_before, "no launch, heal or resize"
-    configured = table_rows(result.stdout, "Configure summary")
+    configured = _by(data["configure"]["nodes"], "node")
     assert sorted(configured) == sorted([world.host(adopted), world.host(converged)])
-    assert configured[world.host(converged)][1] == "converged"
+    assert configured[world.host(converged)]["state"] == "converged"
     # The unstamped node ran every role again (idempotent: nothing or little to change) and is stamped anew.
     ran = configured[world.host(adopted)]
-    assert ran[1] in ("ok", "changed") and int(ran[2]) > int(configured[world.host(converged)][2]), ran
+    assert ran["state"] in ("ok", "changed") and ran["ok"] > configured[world.host(converged)]["ok"], ran
     assert world.stamp(adopted)
 
 
-def test_06_a_count_change_on_an_up_cluster_relaunches_with_resize(world: SkyWorld) -> None:
+def test_07_a_count_change_on_an_up_cluster_relaunches_with_resize(world: SkyWorld) -> None:
     before = len(_launches(world).get(world.cluster("us-east-1"), []))
-    result = world.deploy(world.fleet_file("resize", {"us-east-1": 3}), "up", "--skip-health")
+    result, data = _deploy_json(world, world.fleet_file("resize", {"us-east-1": 3}), "up", "--skip-health")
     assert result.returncode == 1, _ok(result)
-    row = table_rows(result.stdout, "Clusters")[world.cluster("us-east-1")]
-    assert row[1] == "failed" and row[3].startswith(f"{CREDENTIALS_HINT}: "), row
+    (row,) = data["clusters"]
+    assert row["cluster"] == world.cluster("us-east-1") and row["action"] == "failed", row
+    assert row["error"].startswith(f"{CREDENTIALS_HINT}: "), row
     requests = _launches(world)[world.cluster("us-east-1")]
     assert len(requests) == before + 1
     # Without resize=True SkyPilot's fit check would refuse 3 nodes on a 2-node cluster (ResourcesMismatchError).
@@ -205,22 +259,22 @@ def test_06_a_count_change_on_an_up_cluster_relaunches_with_resize(world: SkyWor
     (task,) = [doc for doc in yaml.safe_load_all(requests[-1]["task"]) if doc and "num_nodes" in doc]
     assert task["num_nodes"] == 3 and task["name"] == world.cluster("us-east-1"), task
     _assert_credentials_stop(requests[-1], "CloudUserIdentityError")
-    configured = table_rows(result.stdout, "Configure summary")
-    assert {row[1] for row in configured.values()} == {"converged"}, configured
+    assert {n["state"] for n in data["configure"]["nodes"]} == {"converged"}, data["configure"]
 
 
-def test_07_configure_health_and_ssh_reach_every_node(world: SkyWorld, three: Path) -> None:
+def test_08_configure_health_and_ssh_reach_every_node(world: SkyWorld, three: Path) -> None:
     nodes = [*world.boxes[world.cluster("us-east-1")], *world.boxes[world.cluster("us-east-2")]]
-    configure = world.deploy(three, "configure")
+    configure, data = _deploy_json(world, three, "configure")
     assert configure.returncode == 0, _ok(configure)
-    rows = table_rows(configure.stdout, "Configure summary")
+    assert data["ok"] is True and data["check"] is False and data["drifted"] == [], data
+    rows = _by(data["nodes"], "node")
     assert sorted(rows) == sorted(world.host(b) for b in nodes)
-    assert all(row[1] == "ok" and row[3] == "0" for row in rows.values()), rows  # a no-op
+    assert all(row["state"] == "ok" and row["changed"] == 0 for row in rows.values()), rows  # a no-op
 
-    health = world.deploy(three, "health")
+    health, data = _deploy_json(world, three, "health")
     assert health.returncode == 0, _ok(health)
-    assert {n: row[1] for n, row in table_rows(health.stdout, "Fleet health").items()} == {
-        world.host(b): "healthy" for b in nodes}
+    assert data["ok"] is True, data
+    assert {n["node"]: n["health"] for n in data["nodes"]} == {world.host(b): "healthy" for b in nodes}
 
     survivor = world.boxes[world.cluster("us-east-2")][0]
     ssh = world.deploy(three, "ssh", survivor.instance_id, "id -un && cat /etc/hostname")
@@ -229,15 +283,17 @@ def test_07_configure_health_and_ssh_reach_every_node(world: SkyWorld, three: Pa
     assert ssh.stdout.split() == ["ubuntu", hostname]
 
 
-def test_08_down_offline_fails_per_cluster_and_leaves_other_fleets_alone(world: SkyWorld, three: Path) -> None:
-    result = world.deploy(three, "down", "--yes")
+def test_09_down_offline_fails_per_cluster_and_leaves_other_fleets_alone(world: SkyWorld, three: Path) -> None:
+    result, data = _deploy_json(world, three, "down", "--yes")
     assert result.returncode == 1, _ok(result)
-    clusters = table_rows(result.stdout, "Clusters")
+    assert data["ok"] is False, data
+    clusters = _by(data["clusters"], "cluster")
     for region in ("us-east-1", "us-east-2"):
         row = clusters[world.cluster(region)]
-        assert row[1] == "failed" and row[3].startswith(f"{CREDENTIALS_HINT}: "), row
-    assert clusters[world.cluster("us-west-2")][1] == "unchanged"  # no record: nothing to remove
+        assert row["action"] == "failed" and row["error"].startswith(f"{CREDENTIALS_HINT}: "), row
+    assert clusters[world.cluster("us-west-2")]["action"] == "unchanged"  # no record: nothing to remove
     assert not any(world.other in name for name in clusters)
+    assert world.inventory.is_file(), "a failed down keeps the inventory"
 
     downs = world.requests("sky.down")
     assert sorted(r["cluster_name"] for r in downs) == sorted([world.cluster("us-east-1"), world.cluster("us-east-2")])
@@ -252,7 +308,7 @@ def test_08_down_offline_fails_per_cluster_and_leaves_other_fleets_alone(world: 
         world.cluster("us-east-1", world.other): ("UP", 1)}
 
 
-def test_09_every_sdk_call_the_provider_makes_ran_against_the_real_server(world: SkyWorld) -> None:
+def test_10_every_sdk_call_the_provider_makes_ran_against_the_real_server(world: SkyWorld) -> None:
     statuses = world.requests("sky.status")
     assert {bool(r["include_credentials"]) for r in statuses} == {True, False}
     assert all(r["status"].endswith("SUCCEEDED") for r in statuses), statuses
@@ -261,7 +317,7 @@ def test_09_every_sdk_call_the_provider_makes_ran_against_the_real_server(world:
     # sky.get: every failure above reached the CLI as the real exception class, which only sky.get raises.
 
 
-def test_10_no_secret_reached_skypilot_or_the_output(world: SkyWorld) -> None:
+def test_11_no_secret_reached_skypilot_or_the_output(world: SkyWorld) -> None:
     token = world.token_file.read_text().strip()
     assert not [out for out in world.outputs if token in out]
     # SkyPilot keeps task envs, request bodies and logs in plain files: the token must be in none of them.
