@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import configparser
 import difflib
-import ipaddress
 import re
-import stat
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from fleetdeploy.errors import InputError
+from fleetdeploy.files import check_readable_file, resolve_path
 from fleetdeploy.fleetfile import KeyPathError as _At
 from fleetdeploy.fleetfile import one_line, read_mapping
+from fleetdeploy.orchestrator_spec import LOCAL, OrchestratorSpec
 from fleetdeploy.regions import DefaultsSpec, RegionSpec, StrictModel, is_known_region
 from fleetdeploy.role_options import TOOL_SET_VARS, role_options
 
@@ -30,8 +30,6 @@ DEFAULT_LOCAL_NODE_IMAGE = "localhost/fleet-node:trixie"
 RESERVED_LABEL_KEYS = frozenset({"fleet", "region", "zone", "instance-id", "spot"})
 
 _NAME = re.compile(r"[a-z]([a-z0-9-]{0,38}[a-z0-9])?")
-_HOST_LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
-_HOSTNAME = re.compile(rf"{_HOST_LABEL}(\.{_HOST_LABEL})*\.?")
 _VERSION = re.compile(r"v(\d+)\.(\d+)\.(\d+)")
 _TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
 # DESIGN.md §4: the sensor-log-generator's release workflow pushes :vX.Y.Z, :X.Y.Z, :vX.Y, :vX (and :latest).
@@ -42,118 +40,6 @@ _IMAGE = re.compile(
 )
 _LABEL_KEY = re.compile(r"[A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?")
 _LABEL_VALUE = re.compile(r"[A-Za-z0-9._:/@+-]{1,255}")
-
-
-def normalize_endpoint(raw: str) -> str:
-    """Return `nats://host:port` or `tls://host:port` for an orchestrator endpoint, or raise ValueError.
-
-    Messages never repeat the value: a user may have pasted a token into it.
-    """
-    value = raw.strip()
-    if not value:
-        raise ValueError("must not be empty")
-    if value == "local":
-        return value
-    if any(c.isspace() for c in value):
-        raise ValueError("must not contain spaces")
-    scheme = "nats"
-    if "://" in value:
-        scheme, value = value.split("://", 1)
-        scheme = scheme.lower()
-        if scheme not in ("nats", "tls"):
-            raise ValueError(f"unsupported scheme '{scheme}://' (use host:port, nats:// or tls://)")
-    if "@" in value:
-        raise ValueError("must not contain credentials (user@ or token@): put the token in orchestrator.token_file")
-    value = value[:-1] if value.endswith("/") else value
-    if any(c in value for c in "/?#"):
-        raise ValueError("must be host[:port] without a path, query or fragment")
-    if value.startswith("["):
-        end = value.find("]")
-        host, rest = (value[1:end], value[end + 1 :]) if end > 0 else ("", "")
-        try:
-            ipaddress.IPv6Address(host)
-        except ValueError:
-            raise ValueError("has an invalid bracketed IPv6 host") from None
-        if rest and not rest.startswith(":"):
-            raise ValueError("has an invalid port")
-        port = rest[1:] if rest else "4222"
-        host = f"[{host}]"
-    else:
-        if value.count(":") > 1:
-            raise ValueError("IPv6 hosts must be written in brackets: [addr]:port")
-        host, sep, port = value.partition(":")
-        port = port if sep else "4222"
-        if not host:
-            raise ValueError("has an empty host")
-        if not _HOSTNAME.fullmatch(host):
-            raise ValueError("has an invalid host name")
-    if not port.isdigit() or not 1 <= int(port) <= 65535:
-        raise ValueError("has an invalid port (must be 1-65535)")
-    return f"{scheme}://{host.lower()}:{int(port)}"
-
-
-def _check_readable_file(path: Path) -> None:
-    try:
-        st = path.stat()
-    except FileNotFoundError:
-        raise ValueError(f"{path}: file not found") from None
-    except OSError as exc:
-        raise ValueError(f"{path}: cannot be read ({exc.strerror})") from None
-    if not stat.S_ISREG(st.st_mode):
-        raise ValueError(f"{path}: not a regular file")
-    try:
-        with path.open("rb"):
-            pass
-    except OSError as exc:
-        raise ValueError(f"{path}: cannot be read ({exc.strerror})") from None
-
-
-def token_from_text(text: str) -> str:
-    """The token a token file holds: its text without trailing whitespace, exactly what the bacalhau role's
-    `lookup('file')` reads (it strips the end only). Anything that rule would read differently is refused."""
-    token = text.rstrip()
-    if not token:
-        raise ValueError("file is empty")
-    if any(c.isspace() for c in token):
-        raise ValueError("the token must be one line without spaces (leading or inside)")
-    return token
-
-
-def _check_token_file(path: Path) -> None:
-    _check_readable_file(path)
-    mode = stat.S_IMODE(path.stat().st_mode)
-    if mode & 0o044:
-        raise ValueError(f"{path}: readable by other users (mode {mode:04o}); run: chmod 600 {path}")
-    try:
-        token_from_text(path.read_text(encoding="utf-8"))
-    except UnicodeDecodeError:
-        raise ValueError(f"{path}: not UTF-8 text") from None
-    except ValueError as exc:
-        raise ValueError(f"{path}: {exc}") from None
-
-
-def read_token(path: Path) -> str:
-    """Read the orchestrator token from its file (only where it is written onto a node or handed to a server)."""
-    try:
-        return token_from_text(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"{path}: cannot read the orchestrator token ({type(exc).__name__})") from None
-    except ValueError as exc:
-        raise InputError(f"{path}: {exc}") from None
-
-
-def _resolve_path(value: Any, info: ValidationInfo) -> Any:
-    """Resolve a path against the fleet file's directory (passed as validation context)."""
-    if value is None or isinstance(value, Path):
-        return value
-    if not isinstance(value, str) or not value.strip():
-        raise ValueError("must be a non-empty file path")
-    base = Path((info.context or {}).get("base_dir", "."))
-    try:
-        path = Path(value.strip()).expanduser()
-    except RuntimeError:  # `~someone/` for a user this machine doesn't know
-        raise ValueError("starts with ~user for an unknown user") from None
-    return (path if path.is_absolute() else base / path).resolve()
 
 
 def _check_image(value: str) -> str:
@@ -171,34 +57,16 @@ def _check_image(value: str) -> str:
 _Model = StrictModel
 
 
-class OrchestratorSpec(_Model):
-    endpoint: str
-    token_file: Path
-
-    _resolve = field_validator("token_file", mode="before")(_resolve_path)
-
-    @field_validator("endpoint")
-    @classmethod
-    def _endpoint(cls, value: str) -> str:
-        return normalize_endpoint(value)
-
-    @field_validator("token_file")
-    @classmethod
-    def _token_file(cls, value: Path) -> Path:
-        _check_token_file(value)
-        return value
-
-
 class AwsCredentialsSpec(_Model):
     file: Path
     profile: str = "default"
 
-    _resolve = field_validator("file", mode="before")(_resolve_path)
+    _resolve = field_validator("file", mode="before")(resolve_path)
 
     @model_validator(mode="after")
     def _parse(self) -> AwsCredentialsSpec:
         try:
-            _check_readable_file(self.file)
+            check_readable_file(self.file)
         except ValueError as exc:
             raise _At("file", str(exc)) from None
         parser = configparser.ConfigParser(interpolation=None)
@@ -282,7 +150,7 @@ class ImagesSpec(_Model):
     bacalhau_archive: Path | None = None
     sensor_archive: Path | None = None
 
-    _resolve = field_validator("bacalhau_archive", "sensor_archive", mode="before")(_resolve_path)
+    _resolve = field_validator("bacalhau_archive", "sensor_archive", mode="before")(resolve_path)
 
     @model_validator(mode="after")
     def _archives(self) -> ImagesSpec:
@@ -294,7 +162,7 @@ class ImagesSpec(_Model):
                 if path is None:
                     raise _At(key, "required when source is archive")
                 try:
-                    _check_readable_file(path)
+                    check_readable_file(path)
                 except ValueError as exc:
                     raise _At(key, str(exc)) from None
         return self
@@ -376,6 +244,10 @@ class Fleet(_Model):
                 "role_vars.bacalhau_docker_mode",
                 "dind needs bacalhau.version v1.6.3 or newer (no -dind image exists before it): use socket or upgrade",
             )
+        if "bacalhau_node_name" in self.role_vars:
+            # health/status/up find each node in the orchestrator's list by this name.
+            raise _At("role_vars.bacalhau_node_name",
+                      "the node name is the inventory host name (the orchestrator's view is matched by it)")
         for key in self.role_vars:
             if key.startswith("image_archive_"):
                 raise _At(
@@ -387,7 +259,7 @@ class Fleet(_Model):
 
     @model_validator(mode="after")
     def _provider_rules(self) -> Fleet:
-        if self.orchestrator.endpoint == "local" and self.provider != "local":
+        if self.orchestrator.endpoint == LOCAL and self.provider != "local":
             raise _At("orchestrator.endpoint", "'local' is only allowed with provider: local")
         if "local" in self.model_fields_set and self.provider != "local":
             raise _At("local", "only used with provider: local")

@@ -11,7 +11,9 @@ from typing import Any
 import pytest
 import yaml
 
-from fleetdeploy.config import Fleet, load_fleet, normalize_endpoint, read_token
+from fleetdeploy.config import Fleet, load_fleet
+from fleetdeploy.files import read_token
+from fleetdeploy.orchestrator_spec import normalize_api_url, normalize_endpoint
 from fleetdeploy.errors import InputError
 from fleetdeploy.regions import zone_belongs_to
 
@@ -236,6 +238,21 @@ BAD: list[tuple[str, Callable[[dict[str, Any]], None], str]] = [
         _both(_set("provider", "local"), _set("local", {"node_img": "x:y"})),
         "local.node_img: unknown key (did you mean 'node_image'?)",
     ),
+    ("api-scheme", _set("orchestrator/api", "ftp://orch:1234"), "orchestrator.api: unsupported scheme 'ftp://'"),
+    ("api-no-scheme", _set("orchestrator/api", "orch:1234"), "orchestrator.api: needs a scheme"),
+    ("api-path", _set("orchestrator/api", "http://orch:1234/api/v1"), "orchestrator.api: must be host[:port]"),
+    ("api-credentials", _set("orchestrator/api", "https://key@orch"), "orchestrator.api: must not contain credentials"),
+    ("api-port", _set("orchestrator/api", "http://orch:0"), "orchestrator.api: has an invalid port"),
+    ("api-local-remote", _set("orchestrator/api", "local"),
+     "orchestrator.api: 'local' is only allowed with endpoint: local"),
+    ("api-key-without-api", _set("orchestrator/api_token_file", "token"),
+     "orchestrator.api_token_file: only used with orchestrator.api"),
+    ("api-key-missing", _both(_set("orchestrator/api", "http://orch:1234"), _set("orchestrator/api_token_file", "no")),
+     "orchestrator.api_token_file: "),
+    ("api-typo", _set("orchestrator/api_url", "http://orch:1234"),
+     "orchestrator.api_url: unknown key (did you mean 'api'"),
+    ("node-name", _set("role_vars", {"bacalhau_node_name": "x"}),
+     "role_vars.bacalhau_node_name: the node name is the inventory host name"),
     ("aws-missing-file", _set("aws_credentials", {"file": "none"}), "aws_credentials.file: "),
     (
         "aws-profile",
@@ -332,6 +349,33 @@ def test_aws_credentials_file_rules(fleet_dir: Path, content: str, expected: str
 )
 def test_endpoint_normalisation(raw: str, normalised: str) -> None:
     assert normalize_endpoint(raw) == normalised
+
+
+@pytest.mark.parametrize(
+    ("raw", "normalised"),
+    [
+        ("http://Orch.Example.com:1234", "http://orch.example.com:1234"),
+        ("HTTPS://orch.example.com/", "https://orch.example.com"),
+        ("http://127.0.0.1:1234", "http://127.0.0.1:1234"),
+        ("http://[::1]:1234", "http://[::1]:1234"),
+        ("local", "local"),
+    ],
+)
+def test_api_url_normalisation(raw: str, normalised: str) -> None:
+    assert normalize_api_url(raw) == normalised
+
+
+def test_api_key_file_gets_the_token_rules(fleet_dir: Path) -> None:
+    key = fleet_dir / "api.key"
+    key.write_text("k-123\n")
+    key.chmod(0o640)
+    data = mutate(_set("orchestrator", {**BASE["orchestrator"], "api": "http://orch:1234", "api_token_file": "api.key"}))
+    with pytest.raises(InputError, match=r"orchestrator.api_token_file: .*readable by other users"):
+        load_fleet(write(fleet_dir, data))
+    key.chmod(0o600)
+    fleet = load_fleet(write(fleet_dir, data))
+    assert fleet.orchestrator.api == "http://orch:1234"
+    assert fleet.orchestrator.api_token_file == key
 
 
 def test_defaults_and_relative_paths(fleet_dir: Path) -> None:

@@ -18,13 +18,12 @@ from contextlib import suppress
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import yaml
-
-from fleetdeploy.config import read_token
 from fleetdeploy.errors import InputError
 from fleetdeploy.nodes import ActionKind, ClusterAction, ClusterOutcome, ClusterPlan, Node, Outcome, ProgressCallback
+from fleetdeploy.orchestrator_spec import LOCAL
 from fleetdeploy.providers.local_docker import DockerCli, DockerError
 from fleetdeploy.providers.local_image import ensure_node_image, ensure_service_images
+from fleetdeploy.providers.local_orchestrator import LocalOrchestrator
 from fleetdeploy.ssh import NODE_USER, ssh_argv
 
 if TYPE_CHECKING:
@@ -112,7 +111,18 @@ class LocalProvider:
         }
         if self.local_orchestrator:
             extra["bacalhau_orchestrator_endpoint"] = self.orchestrator.endpoint
+        if self.fleet.orchestrator.api == LOCAL:
+            url = self.orchestrator_api_url()
+            extra["fleet_orchestrator_api"] = url or ""
+            if url is None:
+                extra["fleet_orchestrator_api_unavailable"] = self.orchestrator.NOT_RUNNING
         return extra
+
+    def orchestrator_api_url(self) -> str | None:
+        """The local orchestrator's API as published on this machine's loopback (None when it is not running)."""
+        with suppress(DockerError, InputError):
+            return self.orchestrator.api_url(DockerCli())
+        return None
 
     # ---- plan ----------------------------------------------------------------------------------------------------
     def _region_actions(self) -> dict[str, ClusterAction] | None:
@@ -319,86 +329,3 @@ class LocalProvider:
             except DockerError as exc:
                 outcomes.append(ClusterOutcome(self.network, "local", Outcome.FAILED, str(exc)))
         return outcomes
-
-
-class LocalOrchestrator:
-    """A Bacalhau orchestrator container on the fleet network, for fleets whose endpoint is `local`.
-
-    The token reaches it only through a 0600 config file that is bind-mounted read-only: never argv or env,
-    which `docker inspect` and `ps` show to anyone on this machine.
-    """
-
-    def __init__(self, fleet: Fleet, fleet_dir: Path, network: str, labels: dict[str, str]) -> None:
-        self.fleet = fleet
-        self.network = network
-        self.labels = labels
-        self.name = f"fleet-{fleet.name}-orchestrator"
-        self.endpoint = f"nats://{self.name}:4222"
-        self.config_file = fleet_dir / "orchestrator" / "config.yaml"
-
-    def _token(self) -> str:
-        return read_token(Path(self.fleet.orchestrator.token_file))
-
-    def validate(self) -> None:
-        """The token must be readable before anything is created (the image is checked by the provider)."""
-        self._token()
-
-    def _write_config(self) -> bool:
-        """Writes the config (0600) when its content changed; returns whether it did."""
-        config = {
-            "Orchestrator": {"Enabled": True, "Host": "0.0.0.0", "Port": 4222, "Auth": {"Token": self._token()}},
-            "Compute": {"Enabled": False},
-            "API": {"Host": "0.0.0.0", "Port": 1234},
-        }
-        text = yaml.safe_dump(config, sort_keys=False)
-        self.config_file.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        if self.config_file.exists() and self.config_file.read_text(encoding="utf-8") == text:
-            return False
-        tmp = self.config_file.with_suffix(".tmp")
-        tmp.unlink(missing_ok=True)  # a leftover could carry a looser mode; O_EXCL makes the new one 0600
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, self.config_file)
-        return True
-
-    def ensure(self, docker: DockerCli, progress: ProgressCallback) -> ClusterOutcome:
-        image = self.fleet.bacalhau.image
-        try:
-            changed = self._write_config()
-            current = docker.container(self.name)
-            if current and current.running and not changed and current.labels.get("fleetdeploy.image") == image:
-                progress(self.name, "running")
-                return ClusterOutcome(self.name, "local", Outcome.UNCHANGED)
-            if current:
-                progress(self.name, "replacing (stopped, or config/image changed)")
-                docker.remove([current.name])
-            progress(self.name, f"starting {image}")
-            args = ["--name", self.name, "--hostname", self.name, "--network", self.network,
-                    "--restart", "unless-stopped",
-                    "-v", f"{self.config_file}:/etc/bacalhau/config.yaml:ro"]
-            for key, value in (self.labels | {"fleetdeploy.image": image}).items():
-                args += ["--label", f"{key}={value}"]
-            docker.run_container([*args, image, "serve", "--config", "/etc/bacalhau/config.yaml"])
-            time.sleep(2)  # a bad config makes the process exit at once: catch that here, not in configure
-            started = docker.container(self.name)
-            if started is None or not started.running:
-                raise DockerError(f"{self.name} exited right after start (see `docker logs {self.name}`)")
-        except DockerError as exc:
-            progress(self.name, f"failed: {exc}")
-            return ClusterOutcome(self.name, "local", Outcome.FAILED, str(exc))
-        return ClusterOutcome(self.name, "local", Outcome.RELAUNCHED if current else Outcome.LAUNCHED)
-
-    def remove(self, docker: DockerCli, progress: ProgressCallback, include_absent: bool) -> list[ClusterOutcome]:
-        current = docker.containers(self.labels)
-        with suppress(FileNotFoundError):
-            self.config_file.unlink()  # a copy of the token: it goes with the orchestrator
-        if not current and not include_absent:
-            return []
-        try:
-            if current:
-                progress(self.name, "removing")
-                docker.remove([c.name for c in current])
-        except DockerError as exc:
-            return [ClusterOutcome(self.name, "local", Outcome.FAILED, str(exc))]
-        return [ClusterOutcome(self.name, "local", Outcome.REMOVED if current else Outcome.UNCHANGED)]

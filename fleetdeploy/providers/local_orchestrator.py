@@ -1,0 +1,126 @@
+"""The local fleet's Bacalhau orchestrator: one container on the fleet network, for `orchestrator.endpoint: local`.
+
+The token (and the API key, when the fleet names one) reach it only through a 0600 config file bind-mounted
+read-only: never argv or env, which `docker inspect` and `ps` show to anyone on this machine. Its HTTP API is
+published on 127.0.0.1 only, so `orchestrator.api: local` lets the controller read the orchestrator's view.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from contextlib import suppress
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import yaml
+
+from fleetdeploy.files import read_token
+from fleetdeploy.nodes import ClusterOutcome, Outcome, ProgressCallback
+from fleetdeploy.providers.local_docker import DockerCli, DockerError
+
+if TYPE_CHECKING:
+    from fleetdeploy.config import Fleet
+
+API_PORT = "1234/tcp"
+# Bacalhau's default is 1m; a local fleet is watched by tests and people at a terminal, so a dead node shows
+# sooner. Still three compute heartbeats (15 s) long, so a busy machine does not drop live nodes.
+DISCONNECT_TIMEOUT = "45s"
+API_USER_ALIAS = "fleetdeploy"
+
+
+class LocalOrchestrator:
+    NOT_RUNNING = "the local orchestrator is not running (run deploy.py up)"
+
+    def __init__(self, fleet: Fleet, fleet_dir: Path, network: str, labels: dict[str, str]) -> None:
+        self.fleet = fleet
+        self.network = network
+        self.labels = labels
+        self.name = f"fleet-{fleet.name}-orchestrator"
+        self.endpoint = f"nats://{self.name}:4222"
+        self.config_file = fleet_dir / "orchestrator" / "config.yaml"
+
+    def _token(self) -> str:
+        return read_token(Path(self.fleet.orchestrator.token_file))
+
+    def validate(self) -> None:
+        """The token (and API key) must be readable before anything is created (the image is checked elsewhere)."""
+        self._config()
+
+    def _config(self) -> dict[str, Any]:
+        api: dict[str, Any] = {"Host": "0.0.0.0", "Port": 1234}
+        key_file = self.fleet.orchestrator.api_token_file
+        if key_file is not None:
+            # With Users configured, Bacalhau's API wants `Authorization: Bearer <APIKey>` (DESIGN.md §3b).
+            key = read_token(Path(key_file), "orchestrator API key")
+            api["Auth"] = {"Users": [{"Alias": API_USER_ALIAS, "APIKey": key,
+                                      "Capabilities": [{"Actions": ["read:node"]}]}]}
+        return {
+            "Orchestrator": {"Enabled": True, "Host": "0.0.0.0", "Port": 4222, "Auth": {"Token": self._token()},
+                             "NodeManager": {"DisconnectTimeout": DISCONNECT_TIMEOUT}},
+            "Compute": {"Enabled": False},
+            "API": api,
+        }
+
+    def _write_config(self) -> bool:
+        """Writes the config (0600) when its content changed; returns whether it did."""
+        text = yaml.safe_dump(self._config(), sort_keys=False)
+        self.config_file.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if self.config_file.exists() and self.config_file.read_text(encoding="utf-8") == text:
+            return False
+        tmp = self.config_file.with_suffix(".tmp")
+        tmp.unlink(missing_ok=True)  # a leftover could carry a looser mode; O_EXCL makes the new one 0600
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.replace(tmp, self.config_file)
+        return True
+
+    def api_url(self, docker: DockerCli) -> str | None:
+        """`http://127.0.0.1:<port>` of the running orchestrator's API, or None."""
+        current = docker.container(self.name)
+        if current is None or not current.running or API_PORT not in current.ports:
+            return None
+        return f"http://127.0.0.1:{current.ports[API_PORT]}"
+
+    def ensure(self, docker: DockerCli, progress: ProgressCallback) -> ClusterOutcome:
+        image = self.fleet.bacalhau.image
+        try:
+            changed = self._write_config()
+            current = docker.container(self.name)
+            if (current and current.running and not changed and current.labels.get("fleetdeploy.image") == image
+                    and API_PORT in current.ports):
+                progress(self.name, "running")
+                return ClusterOutcome(self.name, "local", Outcome.UNCHANGED)
+            if current:
+                progress(self.name, "replacing (stopped, or config/image changed)")
+                docker.remove([current.name])
+            progress(self.name, f"starting {image}")
+            args = ["--name", self.name, "--hostname", self.name, "--network", self.network,
+                    "--restart", "unless-stopped", "-p", f"127.0.0.1::{API_PORT}",
+                    "-v", f"{self.config_file}:/etc/bacalhau/config.yaml:ro"]
+            for key, value in (self.labels | {"fleetdeploy.image": image}).items():
+                args += ["--label", f"{key}={value}"]
+            docker.run_container([*args, image, "serve", "--config", "/etc/bacalhau/config.yaml"])
+            time.sleep(2)  # a bad config makes the process exit at once: catch that here, not in configure
+            started = docker.container(self.name)
+            if started is None or not started.running:
+                raise DockerError(f"{self.name} exited right after start (see `docker logs {self.name}`)")
+        except DockerError as exc:
+            progress(self.name, f"failed: {exc}")
+            return ClusterOutcome(self.name, "local", Outcome.FAILED, str(exc))
+        return ClusterOutcome(self.name, "local", Outcome.RELAUNCHED if current else Outcome.LAUNCHED)
+
+    def remove(self, docker: DockerCli, progress: ProgressCallback, include_absent: bool) -> list[ClusterOutcome]:
+        current = docker.containers(self.labels)
+        with suppress(FileNotFoundError):
+            self.config_file.unlink()  # a copy of the token: it goes with the orchestrator
+        if not current and not include_absent:
+            return []
+        try:
+            if current:
+                progress(self.name, "removing")
+                docker.remove([c.name for c in current])
+        except DockerError as exc:
+            return [ClusterOutcome(self.name, "local", Outcome.FAILED, str(exc))]
+        return [ClusterOutcome(self.name, "local", Outcome.REMOVED if current else Outcome.UNCHANGED)]
