@@ -59,6 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--reconfigure-all", action="store_true",
                     help="run the roles on every node, converged or not")
     up.add_argument("--skip-health", action="store_true", help="don't run the health check at the end")
+    up.add_argument("--join-timeout", type=float, default=180.0, metavar="SECONDS",
+                    help="with orchestrator.api: how long to wait for the orchestrator to list the configured "
+                         "nodes as CONNECTED (default 180)")
 
     command("plan", "show what up would do per cluster, the candidates, prices and rendered tasks",
             "Per cluster: what `up` would do, the instance types/zones tried in order, the hourly price and the "
@@ -118,6 +121,8 @@ def usage_with_commands(parser: argparse.ArgumentParser) -> str:
 def _check_args(args: argparse.Namespace) -> None:
     if getattr(args, "tail", 1) < 1:
         raise InputError("--tail must be at least 1")
+    if not 0 < getattr(args, "join_timeout", 1.0) <= 3600:
+        raise InputError("--join-timeout must be more than 0 and at most 3600 seconds")
     if args.command == "exec" and not args.remote_command:
         raise InputError("exec needs a command to run, e.g. `deploy.py exec all uptime`")
 

@@ -20,7 +20,9 @@ from fleetdeploy.config import load_fleet
 from fleetdeploy.context import Context
 from fleetdeploy.errors import FleetError, InputError
 from fleetdeploy.health import node_health
+from fleetdeploy.join import wait_for_join
 from fleetdeploy.nodes import Node, ProgressCallback
+from fleetdeploy.orchestrator_api import views
 from fleetdeploy.paths import HEALTH_PLAYBOOK, SITE_PLAYBOOK
 from fleetdeploy.progress import ProgressBoard, make_console, styled
 from fleetdeploy.render import show
@@ -31,6 +33,7 @@ from fleetdeploy.results import (
     DownResult,
     HealthResult,
     InventoryResult,
+    JoinResult,
     NodeInfo,
     NodeRun,
     PlannedCluster,
@@ -103,7 +106,17 @@ def _health(ctx: Context, nodes: list[Node], limit: list[Node] | None = None) ->
     names = [ctx.host(n) for n in (limit or nodes)]
     result = _ansible(ctx, "Health check", names, playbook=HEALTH_PLAYBOOK, limit=names if limit else None)
     note = "" if result.finished else f"the health run did not finish; full output: {result.run_log}"
-    return HealthResult(nodes=node_health(result, names), note=note)
+    rows, orchestrator_note = node_health(result, names)
+    return HealthResult(nodes=rows, note=note, orchestrator_note=orchestrator_note)
+
+
+def _wait_for_join(ctx: Context, names: list[str]) -> JoinResult | None:
+    """Until the orchestrator lists the configured nodes as CONNECTED and APPROVED (bounded by --join-timeout)."""
+    api = ctx.orchestrator_api()
+    if api is None or not names:
+        return None
+    with ProgressBoard(ctx.progress_console, "Waiting for the orchestrator to list the nodes", names) as board:
+        return wait_for_join(api, names, ctx.args.join_timeout, board)
 
 
 def cmd_up(ctx: Context) -> int:
@@ -115,8 +128,9 @@ def cmd_up(ctx: Context) -> int:
     # Every node that is not converged is configured: new nodes, nodes whose last run failed or was cut short,
     # nodes adopted from an earlier run, and all of them after the roles or the fleet file changed.
     configured = _configure(ctx, nodes, None, check=False, skip_converged=not ctx.args.reconfigure_all)
+    joined = _wait_for_join(ctx, [n.node for n in configured.nodes if n.state.ok])
     health = None if ctx.args.skip_health else _health(ctx, nodes)
-    result = UpResult(outcomes, str(ctx.inventory_file), configured, health)
+    result = UpResult(outcomes, str(ctx.inventory_file), configured, health, joined)
     show(ctx.console, result, ctx.args.output)
     return 0 if result.ok else 1
 
@@ -158,9 +172,11 @@ def cmd_status(ctx: Context) -> int:
                      price=prices.get(ctx.fleet.cluster_name(region)))
         for region, spec in sorted(ctx.fleet.regions.items())
     ]
+    seen, orchestrator_note = views(ctx.orchestrator_api(), [ctx.host(n) for n in nodes])
     infos = [NodeInfo(node=ctx.host(n), instance_id=n.instance_id, cluster=n.cluster, region=n.region, zone=n.zone,
-                      address=f"{n.host}:{n.port}", market="spot" if n.spot else "on-demand") for n in nodes]
-    result = StatusResult(ctx.fleet.name, clusters, infos, fleet_price)
+                      address=f"{n.host}:{n.port}", market="spot" if n.spot else "on-demand",
+                      orchestrator=seen.get(ctx.host(n))) for n in nodes]
+    result = StatusResult(ctx.fleet.name, clusters, infos, fleet_price, orchestrator_note)
     show(ctx.console, result, ctx.args.output)
     return 0 if result.ok else 1
 

@@ -16,6 +16,9 @@ from fleetdeploy.convergence import roles_digest
 from fleetdeploy.errors import FleetError, InputError
 from fleetdeploy.inventory import build_inventory, host_name, inventory_path, write_inventory
 from fleetdeploy.nodes import Node, Provider
+from fleetdeploy.orchestrator_api import OrchestratorApi
+from fleetdeploy.orchestrator_spec import LOCAL
+from fleetdeploy.providers.local_orchestrator import LocalOrchestrator
 from fleetdeploy.paths import REPO_ROOT, state_dir
 
 
@@ -81,6 +84,18 @@ class Context:
 
     def host(self, node: Node) -> str:
         return host_name(self.fleet, node)
+
+    def orchestrator_api(self) -> OrchestratorApi | None:
+        """Where the orchestrator's view of the nodes is read, when the fleet file names its API."""
+        spec = self.fleet.orchestrator
+        if spec.api is None:
+            return None
+        if spec.api != LOCAL:
+            return OrchestratorApi(spec.api, spec.api_token_file)
+        url = self.provider.orchestrator_api_url()
+        if url is None:
+            return OrchestratorApi("", unavailable=LocalOrchestrator.NOT_RUNNING)
+        return OrchestratorApi(url, spec.api_token_file)
 
     def write_inventory(self, nodes: list[Node]) -> None:
         inventory = build_inventory(self.fleet, nodes, self.provider.extra_inventory_vars(),

@@ -1,15 +1,23 @@
-"""Turns what the health playbook reports per node (the node's own verdict) into NodeHealth results."""
+"""Turns what the health playbook reports per node into NodeHealth results.
+
+Two views decide: the node's own health script (`status.healthy`), and, when the fleet file names the
+orchestrator's API, the orchestrator's node list (a node it does not list as CONNECTED and APPROVED has not joined).
+health.yml asks the API once and hands each node its NodeState; the readiness rule is orchestrator_api.readiness.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from typing import Any
 
-from fleetdeploy.results import Health, NodeHealth
+from fleetdeploy.orchestrator_api import OrchestratorNode, view_of
+from fleetdeploy.results import Health, NodeHealth, OrchestratorView
 from fleetdeploy.runner import RunResult
 
 # health.yml hands each node's status JSON (written by the node's health script) to the controller in this fact.
 STATUS_REPORT = "fleet_report_health_status"
+# ... and the orchestrator's answer for it: {"api": url, "error": one line or "", "node": NodeState or null}.
+ORCHESTRATOR_REPORT = "fleet_report_orchestrator"
 
 
 def failing_checks(status: dict[str, Any]) -> list[str]:
@@ -25,22 +33,45 @@ def failing_checks(status: dict[str, Any]) -> list[str]:
     return failing
 
 
-def node_health(result: RunResult, hosts: Iterable[str]) -> list[NodeHealth]:
-    """One verdict per node. Healthy or not is decided once, by the node's health script (`status.healthy`)."""
-    rows = []
+def _node_verdict(result: RunResult, host: str) -> tuple[Health, list[str]]:
+    run = result.hosts.get(host)
+    if run is not None and run.unreachable:
+        return Health.UNREACHABLE, [run.message] if run.message else []
+    if run is not None and run.reports.get("fleet_report_not_configured"):
+        return Health.NOT_CONFIGURED, []
+    status = run.reports.get(STATUS_REPORT) if run is not None else None
+    if not isinstance(status, dict):
+        detail = run.message if run is not None and run.message else "no health status was collected"
+        return Health.UNHEALTHY, [f"health check did not run: {detail}"]
+    return (Health.HEALTHY if status.get("healthy") is True else Health.UNHEALTHY), failing_checks(status)
+
+
+def _orchestrator_view(result: RunResult, host: str) -> tuple[OrchestratorView | None, str]:
+    """The node's row in the orchestrator's answer, or (None, why it is missing)."""
+    run = result.hosts.get(host)
+    report = run.reports.get(ORCHESTRATOR_REPORT) if run is not None else None
+    if not isinstance(report, dict):
+        return None, ""
+    if report.get("error"):
+        return None, str(report["error"])
+    state = report.get("node")
+    return view_of(OrchestratorNode.from_node_state(state) if isinstance(state, dict) else None), ""
+
+
+def node_health(result: RunResult, hosts: Iterable[str]) -> tuple[list[NodeHealth], str]:
+    """One verdict per node, and a one-line note when the orchestrator's view could not be read.
+
+    An unreadable API never fails a node: the node checks that ran still decide (the note says what is missing).
+    """
+    rows, notes = [], []
     for host in sorted(hosts):
-        run = result.hosts.get(host)
-        if run is not None and run.unreachable:
-            rows.append(NodeHealth(host, Health.UNREACHABLE, [run.message] if run.message else []))
-            continue
-        if run is not None and run.reports.get("fleet_report_not_configured"):
-            rows.append(NodeHealth(host, Health.NOT_CONFIGURED, []))
-            continue
-        status = run.reports.get(STATUS_REPORT) if run is not None else None
-        if not isinstance(status, dict):
-            detail = run.message if run is not None and run.message else "no health status was collected"
-            rows.append(NodeHealth(host, Health.UNHEALTHY, [f"health check did not run: {detail}"]))
-            continue
-        verdict = Health.HEALTHY if status.get("healthy") is True else Health.UNHEALTHY
-        rows.append(NodeHealth(host, verdict, failing_checks(status)))
-    return rows
+        health, failing = _node_verdict(result, host)
+        view, note = _orchestrator_view(result, host)
+        if note and note not in notes:
+            notes.append(note)
+        if view is not None and not view.ready:
+            failing = [*failing, f"orchestrator: {view.reason}"]
+            if health is Health.HEALTHY:
+                health = Health.UNHEALTHY
+        rows.append(NodeHealth(host, health, failing, view))
+    return rows, "; ".join(notes)

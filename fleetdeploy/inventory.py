@@ -19,8 +19,11 @@ from fleetdeploy.config import Fleet
 from fleetdeploy.convergence import config_digest
 from fleetdeploy.errors import FleetError
 from fleetdeploy.nodes import Node
+from fleetdeploy.orchestrator_spec import LOCAL
 
 _UNSAFE = re.compile(r"[^a-z0-9-]+")
+# Variables only the controller-side plays read (health.yml): never part of a node's convergence digest.
+CONTROLLER_ONLY_PREFIX = "fleet_orchestrator_api"
 
 
 def group_id(text: str) -> str:
@@ -51,6 +54,12 @@ def fleet_vars(fleet: Fleet) -> dict[str, Any]:
     if fleet.images.source == "archive":
         values["bacalhau_image_archive"] = str(fleet.images.bacalhau_archive)
         values["sensor_image_archive"] = str(fleet.images.sensor_archive)
+    api = fleet.orchestrator.api
+    if api is not None:
+        # health.yml reads the orchestrator's view from here; `local` is resolved by the local provider.
+        values["fleet_orchestrator_api"] = "" if api == LOCAL else api
+        if fleet.orchestrator.api_token_file is not None:
+            values["fleet_orchestrator_api_token_file"] = str(fleet.orchestrator.api_token_file)
     if fleet.aws_credentials is not None:
         values["aws_credentials_source_file"] = str(fleet.aws_credentials.file)
         values["aws_credentials_profile"] = fleet.aws_credentials.profile
@@ -72,6 +81,9 @@ def _host_vars(node: Node) -> dict[str, Any]:
 
 
 def _digest(fleet: Fleet, variables: Mapping[str, Any], roles_digest: str) -> str:
+    # Where the controller reads the orchestrator's view changes nothing on a node (the local API's port changes
+    # whenever its container is replaced): it must not make every node look unconverged.
+    variables = {k: v for k, v in variables.items() if not k.startswith(CONTROLLER_ONLY_PREFIX)}
     secrets = [Path(fleet.orchestrator.token_file)]
     if fleet.aws_credentials is not None:
         secrets.append(Path(fleet.aws_credentials.file))

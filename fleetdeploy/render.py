@@ -11,6 +11,7 @@ from typing import Any
 from rich.console import Console
 from rich.text import Text
 
+from fleetdeploy.orchestrator_api import short_time
 from fleetdeploy.progress import print_table, styled
 from fleetdeploy.results import (
     ClusterOutcome,
@@ -18,6 +19,8 @@ from fleetdeploy.results import (
     DownResult,
     HealthResult,
     InventoryResult,
+    JoinResult,
+    OrchestratorView,
     PlanResult,
     StatusResult,
     UpResult,
@@ -62,11 +65,41 @@ def _configure(console: Console, result: ConfigureResult) -> None:
         _plain(console, f"full Ansible output: {result.run_log}")
 
 
+ORCHESTRATOR_COLUMNS = ("orchestrator", "approval", "last heartbeat")
+
+
+def _orchestrator_cells(view: OrchestratorView | None) -> tuple[Any, str, str]:
+    if view is None:
+        return "unknown", "-", "-"
+    connection = Text(view.connection, style="green" if view.connection == "CONNECTED" else "red")
+    heartbeat = short_time(view.last_heartbeat) if view.last_heartbeat else "-"
+    return connection, view.approval or "-", heartbeat
+
+
 def _health(console: Console, result: HealthResult) -> None:
-    rows = [(n.node, styled(n.health), "; ".join(n.failing)) for n in result.nodes]
-    print_table(console, "Fleet health", ("node", "health", "failing checks"), rows)
+    with_orchestrator = bool(result.orchestrator_note) or any(n.orchestrator for n in result.nodes)
+    columns = ("node", "health", *(ORCHESTRATOR_COLUMNS if with_orchestrator else ()), "failing checks")
+    rows = [(n.node, styled(n.health), *(_orchestrator_cells(n.orchestrator) if with_orchestrator else ()),
+             "; ".join(n.failing)) for n in result.nodes]
+    print_table(console, "Fleet health", columns, rows)
+    if result.orchestrator_note:
+        _plain(console, f"{result.orchestrator_note} (node checks above are unaffected)")
     if result.note:
         _plain(console, result.note)
+
+
+def _joined(console: Console, result: JoinResult) -> None:
+    waiting = [n for n in result.nodes if n.orchestrator is None or not n.orchestrator.ready]
+    if not waiting:
+        _plain(console, f"orchestrator: all {len(result.nodes)} configured node(s) CONNECTED and APPROVED "
+                        f"({result.seconds:.1f} s)")
+    else:
+        rows = [(n.node, *_orchestrator_cells(n.orchestrator), n.orchestrator.reason if n.orchestrator else "")
+                for n in waiting]
+        print_table(console, f"Not joined after {result.seconds:.1f} s", ("node", *ORCHESTRATOR_COLUMNS, "why"),
+                    rows)
+    if result.note:
+        _plain(console, f"orchestrator: {result.note}")
 
 
 def _up(console: Console, result: UpResult) -> None:
@@ -74,6 +107,8 @@ def _up(console: Console, result: UpResult) -> None:
     _plain(console, f"inventory: {result.inventory}")
     if result.configure is not None:
         _configure(console, result.configure)
+    if result.joined is not None:
+        _joined(console, result.joined)
     if result.health is not None:
         _health(console, result.health)
 
@@ -84,8 +119,13 @@ def _status(console: Console, result: StatusResult) -> None:
     print_table(console, f"Fleet '{result.fleet}'", ("cluster", "state", "nodes up", "price (as wanted)"), rows)
     if result.fleet_price:
         _plain(console, f"fleet: {result.fleet_price}")
-    rows = [(n.node, n.region, n.zone or "-", n.address, n.instance_id, n.market) for n in result.nodes]
-    print_table(console, "Nodes", ("node", "region", "zone", "address", "instance id", "market"), rows)
+    with_orchestrator = bool(result.orchestrator_note) or any(n.orchestrator for n in result.nodes)
+    rows = [(n.node, n.region, n.zone or "-", n.address, n.instance_id, n.market,
+             *(_orchestrator_cells(n.orchestrator) if with_orchestrator else ())) for n in result.nodes]
+    print_table(console, "Nodes", ("node", "region", "zone", "address", "instance id", "market",
+                                   *(ORCHESTRATOR_COLUMNS if with_orchestrator else ())), rows)
+    if result.orchestrator_note:
+        _plain(console, result.orchestrator_note)
 
 
 def _plan(console: Console, result: PlanResult) -> None:

@@ -102,16 +102,30 @@ class ConfigureResult:
 
 
 @dataclass(frozen=True)
+class OrchestratorView:
+    """One node as the orchestrator's API lists it (Bacalhau's NodeState, reduced to what operators read)."""
+
+    connection: str  # CONNECTED | DISCONNECTED (Bacalhau's spelling) | "not listed"
+    approval: str | None  # APPROVED | PENDING | REJECTED; None when not listed
+    last_heartbeat: str | None  # RFC3339 as Bacalhau writes it
+    connected_since: str | None
+    ready: bool  # Compute, CONNECTED and APPROVED
+    reason: str  # why not ready ("" when ready)
+
+
+@dataclass(frozen=True)
 class NodeHealth:
     node: str
-    health: Health
+    health: Health  # the verdict: the node's own checks, then the orchestrator's view when it could be read
     failing: list[str]
+    orchestrator: OrchestratorView | None = None  # None: no orchestrator.api, or it could not be read
 
 
 @dataclass
 class HealthResult:
     nodes: list[NodeHealth]
     note: str = ""  # a fleet-level problem (e.g. the run itself failed): never charged to one node
+    orchestrator_note: str = ""  # why the orchestrator's view is missing (one line), when orchestrator.api is set
 
     @property
     def ok(self) -> bool:
@@ -127,6 +141,7 @@ class NodeInfo:
     zone: str | None
     address: str
     market: str
+    orchestrator: OrchestratorView | None = None
 
 
 @dataclass(frozen=True)
@@ -148,6 +163,7 @@ class StatusResult:
     clusters: list[ClusterCount]
     nodes: list[NodeInfo]
     fleet_price: str | None
+    orchestrator_note: str = ""
 
     @property
     def ok(self) -> bool:
@@ -180,17 +196,38 @@ class InventoryResult:
     text: str
 
 
+@dataclass(frozen=True)
+class NodeJoin:
+    node: str
+    orchestrator: OrchestratorView | None  # None: the API never answered for it
+
+
+@dataclass
+class JoinResult:
+    """`up`'s wait for the orchestrator to list the configured nodes as ready."""
+
+    seconds: float
+    nodes: list[NodeJoin]
+    note: str = ""  # timeout, or why the API could not be read
+    api_unreadable: bool = False  # then nothing is charged to the nodes (health's rule)
+
+    @property
+    def ok(self) -> bool:
+        return self.api_unreadable or all(n.orchestrator is not None and n.orchestrator.ready for n in self.nodes)
+
+
 @dataclass
 class UpResult:
     clusters: list[ClusterOutcome]
     inventory: str
     configure: ConfigureResult | None
     health: HealthResult | None
+    joined: JoinResult | None = None  # None: no orchestrator.api in the fleet file (or nothing to wait for)
 
     @property
     def ok(self) -> bool:
         return (all(c.ok for c in self.clusters) and (self.configure is None or self.configure.ok)
-                and (self.health is None or self.health.ok))
+                and (self.joined is None or self.joined.ok) and (self.health is None or self.health.ok))
 
 
 @dataclass

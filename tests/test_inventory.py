@@ -241,3 +241,20 @@ def test_role_vars_typos_and_tool_set_keys_are_refused(fleet: Fleet, tmp_path: P
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1 and phrase in result.stderr, result.stderr
+
+
+def test_orchestrator_api_is_controller_only(fleet: Fleet, tmp_path: Path) -> None:
+    """health.yml reads the API from the inventory; where it lives changes nothing on a node (no re-run)."""
+    key = tmp_path / "api.key"
+    key.write_text("api-key-9f2e\n")
+    key.chmod(0o600)
+    base = _digest(fleet)
+    with_api = fleet.model_copy(update={"orchestrator": fleet.orchestrator.model_copy(
+        update={"api": "http://orch.example.com:1234", "api_token_file": key})})
+    inventory = build_inventory(with_api, NODES, {"fleet_orchestrator_api": "http://127.0.0.1:41234"},
+                                roles_digest="roles-v1")
+    group_vars = inventory["all"]["children"]["fleet_edge_demo"]["vars"]
+    assert group_vars["fleet_orchestrator_api"] == "http://127.0.0.1:41234"  # the provider's resolved URL wins
+    assert group_vars["fleet_orchestrator_api_token_file"] == str(key)
+    assert group_vars["fleet_config_digest"] == base
+    assert "api-key-9f2e" not in yaml.safe_dump(inventory)

@@ -87,11 +87,15 @@ if args[0] == "run":
         fail("docker: Error response from daemon: driver failed programming external connectivity on endpoint "
              + name + ": Bind for 127.0.0.1:22 failed: port is already allocated.", 125)
     labels = dict(a.split("=", 1) for a in args[args.index("-d") + 1:] if "=" in a and a.startswith("fleetdeploy."))
-    state[name] = labels
+    published = [args[i + 1] for i, a in enumerate(args) if a == "-p"]
+    ports = {spec.rsplit(":", 1)[1]: [{"HostIp": spec.split(":")[0], "HostPort": str(40000 + i)}]
+             for i, spec in enumerate(published)}
+    state[name] = {"labels": labels, "ports": ports}
     json.dump(state, open(state_file, "w")); print("f" * 64); sys.exit(0)
 if args[:2] == ["container", "inspect"]:
     print(json.dumps([{"Id": n, "Name": "/" + n, "State": {"Running": True, "Status": "running"},
-                       "Config": {"Labels": state[n]}} for n in args[2:] if n in state]))
+                       "Config": {"Labels": state[n]["labels"]}, "NetworkSettings": {"Ports": state[n]["ports"]}}
+                      for n in args[2:] if n in state]))
     sys.exit(0 if all(n in state for n in args[2:]) else 1)
 fail("fake docker: unexpected command " + " ".join(args), 3)
 '''
@@ -397,6 +401,10 @@ def test_orchestrator_is_replaced_only_when_its_config_changes(
         return next(o.action for o in provider.up(no_progress) if o.cluster == orchestrator)
 
     assert action() == "launched"
+    run = next(argv for argv in calls(fake_docker) if argv[0] == "run")
+    # The API is published on loopback only (health/status/up read the orchestrator's view there).
+    assert [a for i, a in enumerate(run) if i and run[i - 1] == "-p"] == ["127.0.0.1::1234/tcp"]
+    assert provider.orchestrator_api_url() == "http://127.0.0.1:40000"
     assert action() == "unchanged"
     fleet.orchestrator.token_file.write_text("rotated-" + TOKEN)
     assert action() == "relaunched"

@@ -185,6 +185,10 @@ class SkyPilotProvider:
         """Cloud nodes need nothing beyond the fleet's own variables."""
         return {}
 
+    def orchestrator_api_url(self) -> str | None:
+        """A cloud fleet's orchestrator is the user's: its API is the one the fleet file names."""
+        return self.fleet.orchestrator.api
+
     def plan(self) -> list[ClusterPlan]:
         """What `up` would ask SkyPilot for, and what it would do to each cluster as SkyPilot's state stands.
 

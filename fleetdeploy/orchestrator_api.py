@@ -1,0 +1,178 @@
+"""The orchestrator's view of the fleet: Bacalhau's `GET /api/v1/orchestrator/nodes` (DESIGN.md §3b).
+
+Only the orchestrator knows whether a compute node joined: the node itself exposes no connection state. A node
+is *ready* when the orchestrator lists it as a Compute node that is CONNECTED and APPROVED. Reading the API never
+raises anything but OrchestratorApiError, whose message is one line and never holds the API key.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from fleetdeploy.errors import InputError
+from fleetdeploy.files import read_token
+from fleetdeploy.results import OrchestratorView
+
+NODES_PATH = "/api/v1/orchestrator/nodes"
+CONNECTED = "CONNECTED"
+APPROVED = "APPROVED"
+NOT_LISTED = "not listed"
+# Go's zero time: what Bacalhau writes for "never" (e.g. DisconnectedSince of a node that never dropped).
+_ZERO_TIME = "0001-01-01T00:00:00Z"
+
+
+class OrchestratorApiError(Exception):
+    """The API could not be read; the message is one line naming the URL and the reason."""
+
+
+@dataclass(frozen=True)
+class OrchestratorNode:
+    """One compute node as the orchestrator sees it."""
+
+    node_id: str
+    connection: str
+    approval: str
+    last_heartbeat: str | None = None
+    connected_since: str | None = None
+    last_error: str = ""
+
+    @property
+    def ready(self) -> bool:
+        return self.connection == CONNECTED and self.approval == APPROVED
+
+    @classmethod
+    def from_node_state(cls, state: dict[str, Any]) -> OrchestratorNode:
+        info = state.get("Info") or {}
+        conn = state.get("ConnectionState")
+        # v1.5.2 has no ConnectionState: its deprecated `Connection` string is the status.
+        status = conn.get("Status") if isinstance(conn, dict) else state.get("Connection")
+        conn = conn if isinstance(conn, dict) else {}
+        return cls(
+            node_id=str(info.get("NodeID", "")),
+            connection=str(status or "UNKNOWN").upper(),
+            approval=str(state.get("Membership") or "UNKNOWN").upper(),
+            last_heartbeat=_time(conn.get("LastHeartbeat")),
+            connected_since=_time(conn.get("ConnectedSince")),
+            last_error=str(conn.get("LastError") or ""),
+        )
+
+
+def _time(value: Any) -> str | None:
+    return None if not value or value == _ZERO_TIME else str(value)
+
+
+def readiness(node: OrchestratorNode | None) -> tuple[bool, str]:
+    """(ready, why not) for one node; `why` is empty when ready. The single place this rule lives in Python."""
+    if node is None:
+        return False, "not listed by the orchestrator (never joined: check the token and the endpoint)"
+    if node.connection != CONNECTED:
+        why = f"{node.connection} per the orchestrator"
+        if node.last_error:
+            why += f" ({node.last_error})"
+        if node.last_heartbeat:
+            why += f", last heartbeat {short_time(node.last_heartbeat)}"
+        return False, why
+    if node.approval != APPROVED:
+        return False, f"membership {node.approval} (approve it: bacalhau node approve {node.node_id})"
+    return True, ""
+
+
+def short_time(value: str) -> str:
+    """`2026-12-03T13:14:29.123456789Z` -> `2026-12-03 13:14:29Z` (for tables)."""
+    return value.replace("T", " ", 1).split(".", 1)[0].rstrip("Z") + "Z"
+
+
+def parse_nodes(document: Any) -> dict[str, OrchestratorNode]:
+    """The compute nodes of a list-nodes answer, by node ID (the orchestrator lists itself too: skipped)."""
+    nodes = document.get("Nodes") if isinstance(document, dict) else None
+    if not isinstance(nodes, list):
+        raise ValueError("the answer has no Nodes list")
+    found = {}
+    for state in nodes:
+        if not isinstance(state, dict):
+            raise ValueError("a Nodes entry is not an object")
+        if (state.get("Info") or {}).get("NodeType", "Compute") != "Compute":
+            continue
+        node = OrchestratorNode.from_node_state(state)
+        found[node.node_id] = node
+    return found
+
+
+@dataclass(frozen=True)
+class OrchestratorApi:
+    url: str
+    token_file: Path | None = None
+    timeout_s: float = 10.0
+    unavailable: str = ""  # why there is no API to ask (e.g. the local orchestrator is not running)
+
+    def _request(self) -> urllib.request.Request:
+        request = urllib.request.Request(self.url + NODES_PATH, headers={"Accept": "application/json"})
+        if self.token_file is not None:
+            try:
+                key = read_token(self.token_file, "orchestrator API key")
+            except InputError as exc:
+                raise OrchestratorApiError(str(exc)) from None
+            request.add_header("Authorization", f"Bearer {key}")
+        return request
+
+    def nodes(self) -> dict[str, OrchestratorNode]:
+        """The compute nodes the orchestrator lists. Bounded by timeout_s; errors are OrchestratorApiError."""
+        if self.unavailable:
+            raise OrchestratorApiError(f"orchestrator API: {self.unavailable}")
+        where = f"orchestrator API {self.url}"
+        # No proxies: the API is reached directly (a proxy from the environment would see the bearer key).
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        try:
+            with opener.open(self._request(), timeout=self.timeout_s) as response:
+                body = response.read(16 * 1024 * 1024)
+        except urllib.error.HTTPError as exc:
+            raise OrchestratorApiError(f"{where} answered {exc.code} {_api_message(exc)}") from None
+        except urllib.error.URLError as exc:
+            reason = exc.reason.strerror if isinstance(exc.reason, OSError) and exc.reason.strerror else exc.reason
+            raise OrchestratorApiError(f"{where} unreachable: {reason}") from None
+        except (TimeoutError, socket.timeout):
+            raise OrchestratorApiError(f"{where} did not answer within {self.timeout_s:g} s") from None
+        except OSError as exc:
+            raise OrchestratorApiError(f"{where} unreachable: {exc.strerror or exc}") from None
+        try:
+            return parse_nodes(json.loads(body))
+        except ValueError as exc:
+            raise OrchestratorApiError(f"{where} answered something that is not Bacalhau's node list ({exc})") from None
+
+
+def _api_message(exc: urllib.error.HTTPError) -> str:
+    """Bacalhau's error body names the problem ({"Message": ...}); 401/403 get a hint about the API key."""
+    try:
+        message = str(json.loads(exc.read(64 * 1024)).get("Message", "")).strip()
+    except (ValueError, AttributeError, OSError):
+        message = ""
+    text = message or exc.reason or "error"
+    if exc.code in (401, 403):
+        text += " (check orchestrator.api_token_file)"
+    return " ".join(str(text).split())[:200]
+
+
+def view_of(node: OrchestratorNode | None) -> OrchestratorView:
+    """What the result tables and JSON show for one node."""
+    ready, why = readiness(node)
+    if node is None:
+        return OrchestratorView(NOT_LISTED, None, None, None, ready=False, reason=why)
+    return OrchestratorView(node.connection, node.approval, node.last_heartbeat, node.connected_since,
+                            ready=ready, reason=why)
+
+
+def views(api: OrchestratorApi | None, names: list[str]) -> tuple[dict[str, OrchestratorView], str]:
+    """The orchestrator's view of each named node, and a one-line note when the API could not be read."""
+    if api is None:
+        return {}, ""
+    try:
+        listed = api.nodes()
+    except OrchestratorApiError as exc:
+        return {}, str(exc)
+    return {name: view_of(listed.get(name)) for name in names}, ""
