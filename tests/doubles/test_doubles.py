@@ -4,14 +4,10 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import socket
 import sqlite3
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,38 +15,13 @@ from typing import Any
 import pytest
 import yaml
 
+from bacalhau_harness import (BACALHAU, NATS_SERVER, TOKEN, free_port, get, start_orchestrator, wait_port,
+                              wait_status)
+
 HERE = Path(__file__).resolve().parent
-BACALHAU = [sys.executable, str(HERE / "bacalhau" / "bin" / "bacalhau")]
 SENSOR = [sys.executable, "-m", "sensor_double"]
-NATS_SERVER = shutil.which("nats-server") or "/usr/sbin/nats-server"
-TOKEN = "tok-Secret-42"
 
 pytestmark = pytest.mark.skipif(not os.path.exists(NATS_SERVER), reason="nats-server is not installed")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_port(port: int, timeout: float = 10.0) -> None:
-    give_up = time.monotonic() + timeout
-    while time.monotonic() < give_up:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise AssertionError(f"nothing listens on 127.0.0.1:{port}")
-
-
-def get(port: int, path: str) -> tuple[int, Any]:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read())
 
 
 def stop(proc: subprocess.Popen[str]) -> tuple[str, str]:
@@ -104,8 +75,9 @@ def test_version() -> None:
     assert run_bacalhau(["version"]).stdout.strip() == "v1.9.3 (test double)"
 
 
-def test_compute_joins_with_right_token_and_redacts_it(tmp_path: Path, nats: int) -> None:
-    config, api_port = compute_config(tmp_path, nats, TOKEN)
+def test_compute_joins_with_right_token_and_redacts_it(tmp_path: Path) -> None:
+    orch, nats_port = start_orchestrator(tmp_path / "orch")
+    config, api_port = compute_config(tmp_path, nats_port, TOKEN)
     proc = subprocess.Popen(BACALHAU + ["serve", "--config", str(config), "--name", "node-a"], text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
@@ -115,20 +87,24 @@ def test_compute_joins_with_right_token_and_redacts_it(tmp_path: Path, nats: int
             assert time.monotonic() < deadline and proc.poll() is None, "compute node never connected"
             time.sleep(0.1)
         assert get(api_port, "/api/v1/agent/alive") == (200, {"Status": "OK"})
-        status, effective = get(api_port, "/api/v1/agent/config")
-        assert status == 200
-        assert effective["Compute"]["Auth"]["Token"] == "<redacted>"
+        status, answer = get(api_port, "/api/v1/agent/config")
+        assert status == 200 and list(answer) == ["config"]
+        effective = answer["config"]
+        assert effective["Compute"]["Auth"]["Token"] == "********"  # the real node's mask
         assert effective["Compute"]["Enabled"] is True
         assert TOKEN not in json.dumps(effective)
         node = get(api_port, "/api/v1/agent/node")[1]
-        assert node["NodeInfo"]["NodeID"] == "node-a" and node["Labels"] == {"team": "edge"}
+        assert node["NodeID"] == "node-a" and node["NodeType"] == "Compute"
+        assert node["Labels"] == {"name": "node-a", "os_arch": node["Labels"]["os_arch"], "os_type": "linux",
+                                  "team": "edge"}
         alive = run_bacalhau(["agent", "alive", "--api-host", "127.0.0.1", "--api-port", str(api_port)])
         assert alive.returncode == 0, alive.stderr
         assert proc.poll() is None
     finally:
         out, err = stop(proc)
-    assert TOKEN not in out + err
-    assert "connected to orchestrator" in err
+        orch_log = orch.stop()
+    assert TOKEN not in out + err + orch_log
+    assert "connected to orchestrator" in err and "handshake successful with node node-a" in orch_log
 
 
 def test_agent_alive_fails_without_a_node() -> None:
@@ -161,6 +137,10 @@ def test_unreachable_orchestrator_gives_up(tmp_path: Path) -> None:
         ({"Compute": {"Enabled": True, "Orchestrators": ["tls://h:4222"]}}, "tls:// is not supported"),
         ({"Compute": {"Enabled": "yes", "Orchestrators": ["h"]}}, "Compute.Enabled must be a boolean"),
         ({"API": {"Host": "127.0.0.1", "Port": "12x"}}, "API.Port must be a port number"),
+        ({"Compute": {"Enabled": True, "Orchestrators": ["h"], "AllocatedCapacity": {"CPU": "lots"}}},
+         "Compute.AllocatedCapacity.CPU is not a valid amount"),
+        ({"Compute": {"Enabled": True, "Orchestrators": ["h"], "Heartbeat": {"Interval": "0s"}}},
+         "Compute.Heartbeat.Interval must be positive"),
     ],
 )
 def test_bad_config_is_rejected(tmp_path: Path, nats: int, extra: dict[str, Any], message: str) -> None:
@@ -181,7 +161,7 @@ def test_weakly_typed_values_are_accepted_like_viper(tmp_path: Path, nats: int) 
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         wait_port(api_port)
-        effective = get(api_port, "/api/v1/agent/config")[1]
+        effective = get(api_port, "/api/v1/agent/config")[1]["config"]
         assert effective["API"]["Port"] == api_port and effective["Orchestrator"]["Enabled"] is False
     finally:
         stop(proc)
@@ -215,13 +195,10 @@ def test_orchestrator_mode_runs_nats_with_token_and_lists_nodes(tmp_path: Path) 
         config, _ = compute_config(comp_dir, nats_port, TOKEN)
         compute = subprocess.Popen(BACALHAU + ["serve", "--config", str(config), "--name", "node-b"], text=True,
                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        deadline = time.monotonic() + 10
-        while not get(api_port, "/api/v1/orchestrator/nodes")[1]["Nodes"]:
-            assert time.monotonic() < deadline, "compute node never showed up on the orchestrator"
-            time.sleep(0.1)
-        nodes = get(api_port, "/api/v1/orchestrator/nodes")[1]["Nodes"]
-        assert nodes[0]["Info"]["NodeID"] == "node-b" and nodes[0]["Connection"] == "CONNECTED"
-        assert get(api_port, "/api/v1/agent/config")[1]["Orchestrator"]["Auth"]["Token"] == "<redacted>"
+        # The orchestrator lists itself (a "Requester") and, once it handshook, the compute node.
+        node = wait_status(api_port, "node-b", "CONNECTED")
+        assert node["Connection"] == "CONNECTED" and node["Info"]["NodeType"] == "Compute"
+        assert get(api_port, "/api/v1/agent/config")[1]["config"]["Orchestrator"]["Auth"]["Token"] == "********"
         # The compute node must notice when its orchestrator goes away (compose then restarts it).
         orch_logs = stop(orch)
         assert compute.wait(timeout=10) == 1

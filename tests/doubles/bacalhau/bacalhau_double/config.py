@@ -28,10 +28,12 @@ SCHEMA: dict[str, Any] = {
         "Host": None, "Port": None,
         "TLS": {k: None for k in ("CertFile", "KeyFile", "CAFile", "UseTLS", "Insecure", "SelfSigned", "AutoCert",
                                   "AutoCertCachePath")},
-        "Auth": None,
+        # Users are checked by authz.py (its own messages); Methods only matter to `bacalhau auth` logins.
+        "Auth": {"Methods": None, "AccessPolicyPath": None, "Users": None, "Oauth2": None},
     },
     "Compute": {
         "Enabled": None, "Orchestrators": None,
+        "Network": {"AdvertisedAddress": None, "PortRangeStart": None, "PortRangeEnd": None},
         "Auth": {"Token": None},
         "Heartbeat": {"InfoUpdateInterval": None, "ResourceUpdateInterval": None, "Interval": None},
         "AllocatedCapacity": {"CPU": None, "Memory": None, "Disk": None, "GPU": None},
@@ -60,7 +62,7 @@ DURATION_KEYS = (
     "Orchestrator.EvaluationBroker.VisibilityTimeout", "UpdateConfig.Interval", "Logging.LogDebugInfoInterval",
 )
 BOOL_KEYS = ("Compute.Enabled", "Orchestrator.Enabled", "Compute.TLS.RequireTLS", "DisableAnalytics",
-             "StrictVersionMatch", "WebUI.Enabled")
+             "StrictVersionMatch", "WebUI.Enabled", "Orchestrator.NodeManager.ManualApproval")
 PORT_KEYS = ("API.Port", "Orchestrator.Port")
 NAME_PROVIDERS = ("hostname", "aws", "gcp", "uuid", "puuid")
 
@@ -76,7 +78,7 @@ DEFAULTS: dict[str, Any] = {
     "Labels": {},
 }
 
-REDACTED = "<redacted>"
+REDACTED = "********"  # the mask pkg/publicapi/endpoint/agent/util.go writes
 
 
 class ConfigError(Exception):
@@ -245,10 +247,16 @@ def load(sources: list[str]) -> dict[str, Any]:
 
 
 def redacted(cfg: dict[str, Any]) -> dict[str, Any]:
+    """The config as /api/v1/agent/config shows it: NATS tokens, user passwords and API keys masked."""
     safe = copy.deepcopy(cfg)
     for dotted in ("Compute.Auth.Token", "Orchestrator.Auth.Token"):
         if get_path(safe, dotted):
             _set_path(safe, dotted, REDACTED)
+    users = get_path(safe, "API.Auth.Users")
+    for user in users if isinstance(users, list) else []:
+        for secret in ("Password", "APIKey"):
+            if isinstance(user, dict) and user.get(secret):
+                user[secret] = REDACTED
     return safe
 
 

@@ -1,12 +1,13 @@
 """A minimal NATS text-protocol client (INFO / CONNECT / PING / PONG / PUB / SUB / MSG), stdlib only.
 
 Enough to authenticate against a real nats-server exactly like a compute node does, keep the connection alive,
-and exchange heartbeats; nothing more.
+and exchange request/reply messages (handshake, heartbeats, shutdown notice); nothing more.
 """
 
 from __future__ import annotations
 
 import json
+import secrets
 import socket
 import threading
 import time
@@ -56,7 +57,13 @@ def parse_endpoint(raw: str) -> Endpoint:
     return Endpoint(parts.hostname, port)
 
 
-MessageHandler = Callable[[str, bytes], None]
+class _Waiter:
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self.payload: bytes | None = None
+
+
+MessageHandler = Callable[[str, bytes, str | None], None]  # (subject, payload, reply-to subject)
 
 
 class NatsConnection:
@@ -69,6 +76,8 @@ class NatsConnection:
         self._ping_interval = ping_interval
         self._handlers: dict[str, MessageHandler] = {}
         self._next_sid = 1
+        self._inbox: str | None = None
+        self._pending: dict[str, _Waiter] = {}  # request token -> its waiter
         self.server_info: dict[str, object] = {}
 
     @classmethod
@@ -128,8 +137,36 @@ class NatsConnection:
             except OSError as exc:
                 raise NatsError(f"connection to orchestrator failed: {exc}") from None
 
-    def publish(self, subject: str, payload: bytes) -> None:
-        self._send(f"PUB {subject} {len(payload)}\r\n".encode() + payload + b"\r\n")
+    def publish(self, subject: str, payload: bytes, reply: str | None = None) -> None:
+        head = f"PUB {subject} {reply} {len(payload)}" if reply else f"PUB {subject} {len(payload)}"
+        self._send(head.encode() + b"\r\n" + payload + b"\r\n")
+
+    def request(self, subject: str, payload: bytes, timeout: float) -> bytes | None:
+        """Publishes with a reply subject and waits for the answer (None on timeout).
+
+        Needs serve_forever running in another thread: that thread reads the reply.
+        """
+        if self._inbox is None:
+            self._inbox = f"_INBOX.{secrets.token_hex(8)}"
+            self.subscribe(self._inbox + ".*", self._on_reply)
+        token = secrets.token_hex(6)
+        waiter = self._pending[token] = _Waiter()
+        try:
+            self.publish(subject, payload, reply=f"{self._inbox}.{token}")
+            return waiter.payload if waiter.event.wait(timeout) else None
+        finally:
+            self._pending.pop(token, None)
+
+    def cancel_requests(self) -> None:
+        """Wakes every waiting request() with no answer (a stop signal must not wait out their timeouts)."""
+        for waiter in list(self._pending.values()):
+            waiter.event.set()
+
+    def _on_reply(self, subject: str, payload: bytes, _reply: str | None) -> None:
+        waiter = self._pending.get(subject.rsplit(".", 1)[-1])
+        if waiter is not None:
+            waiter.payload = payload
+            waiter.event.set()
 
     def subscribe(self, subject: str, handler: MessageHandler) -> None:
         sid = str(self._next_sid)
@@ -137,7 +174,7 @@ class NatsConnection:
         self._handlers[sid] = handler
         self._send(f"SUB {subject} {sid}\r\n".encode())
 
-    def serve_forever(self, on_tick: Callable[[], None] | None = None) -> None:
+    def serve_forever(self) -> None:
         """Runs until the connection drops (raises NatsError). A missing PONG for 2 intervals is a drop."""
         outstanding = 0
         stop = threading.Event()
@@ -151,8 +188,6 @@ class NatsConnection:
                 outstanding += 1
                 try:
                     self._send(b"PING\r\n")
-                    if on_tick is not None:
-                        on_tick()
                 except NatsError:
                     return
 
@@ -176,10 +211,11 @@ class NatsConnection:
         # MSG <subject> <sid> [reply-to] <#bytes>
         fields = line.split()
         subject, sid, size = fields[1], fields[2], int(fields[-1])
+        reply = fields[3] if len(fields) == 5 else None
         payload = self._reader.read(size + 2)[:size]
         handler = self._handlers.get(sid)
         if handler is not None:
-            handler(subject, payload)
+            handler(subject, payload, reply)
 
     def close(self) -> None:
         try:

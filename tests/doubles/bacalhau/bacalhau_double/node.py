@@ -1,4 +1,4 @@
-"""What both node modes share: the node name, the data dir, and waiting for a stop signal."""
+"""What both node modes share: the node name, the data dir, the stop signal and serving the API."""
 
 from __future__ import annotations
 
@@ -12,7 +12,9 @@ from typing import Any
 
 import yaml
 
-from bacalhau_double.config import ConfigError
+from bacalhau_double.api import Authorize, Router, start_api
+from bacalhau_double.config import ConfigError, get_path
+from bacalhau_double.nodeinfo import server_headers
 
 log = logging.getLogger("bacalhau")
 
@@ -58,7 +60,10 @@ def _name_from_provider(provider: str) -> str:
 
 
 def install_stop_handler() -> threading.Event:
-    """SIGTERM/SIGINT end the node cleanly (exit 0), like `docker stop` on the real one."""
+    """SIGTERM/SIGINT end the node cleanly (exit 0), like `docker stop` on the real one.
+
+    A connected compute node replaces these handlers, so that it sends its shutdown notice before exiting.
+    """
     stopped = threading.Event()
 
     def handler(signum: int, _frame: object) -> None:
@@ -69,3 +74,10 @@ def install_stop_handler() -> threading.Event:
     signal.signal(signal.SIGTERM, handler)
     signal.signal(signal.SIGINT, handler)
     return stopped
+
+
+def start_node_api(cfg: dict[str, Any], router: Router, authorize: Authorize | None) -> None:
+    """Serves the API on API.Host:API.Port (authorize: from authz.make_authorizer). Raises OSError (port)."""
+    start_api(str(get_path(cfg, "API.Host")), int(get_path(cfg, "API.Port")), router, authorize, server_headers())
+    log.info("API listening on %s:%s (%s)", get_path(cfg, "API.Host"), get_path(cfg, "API.Port"),
+             "API.Auth users required" if authorize else "open to anonymous requests, like the real default")

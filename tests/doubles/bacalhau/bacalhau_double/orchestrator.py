@@ -1,4 +1,4 @@
-"""Orchestrator mode: run Debian's real nats-server with the token, and list the compute nodes that join."""
+"""Orchestrator mode: run Debian's real nats-server with the token, and manage the compute nodes that join."""
 
 from __future__ import annotations
 
@@ -11,12 +11,18 @@ import subprocess
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
-from bacalhau_double.api import agent_routes, start_api
-from bacalhau_double.compute import HEARTBEAT_SUBJECT, node_labels
-from bacalhau_double.config import duration_seconds, get_path
-from bacalhau_double.nats import Endpoint, NatsConnection, NatsError
+from bacalhau_double.api import Router, agent_routes
+from bacalhau_double.authz import make_authorizer
+from bacalhau_double.compute import HANDSHAKE_SUBJECT, HEARTBEAT_SUBJECT, SHUTDOWN_SUBJECT
+from bacalhau_double.config import ConfigError, duration_seconds, get_path
+from bacalhau_double.nats import Endpoint, MessageHandler, NatsConnection, NatsError
+from bacalhau_double.node import start_node_api
+from bacalhau_double.nodeinfo import build_version, node_info
+from bacalhau_double.nodes import NodeManager
+from bacalhau_double.nodes_api import node_routes
 
 log = logging.getLogger("bacalhau")
 
@@ -51,57 +57,73 @@ def _wait_for_port(host: str, port: int, proc: subprocess.Popen[bytes], timeout:
     return False
 
 
-class NodeTracker:
-    """Compute nodes seen through their heartbeats; a node is CONNECTED while heartbeats keep coming."""
+def _serve_control_plane(endpoint: Endpoint, token: str | None, manager: NodeManager, ready: threading.Event
+                         ) -> None:
+    """Answers the compute doubles' handshakes, heartbeats and shutdown notices. Raises NatsError when it drops."""
+    conn = NatsConnection.connect(endpoint, token, "orchestrator-node-manager", ping_interval=5.0)
 
-    def __init__(self, disconnect_after_s: float) -> None:
-        self._seen: dict[str, tuple[float, dict[str, Any]]] = {}
-        self._lock = threading.Lock()
-        self._disconnect_after_s = disconnect_after_s
+    def answering(work: Callable[[dict[str, Any]], dict[str, Any]]) -> MessageHandler:
+        def handle(_subject: str, payload: bytes, reply: str | None) -> None:
+            try:
+                message = json.loads(payload)
+                answer = work(message) if isinstance(message, dict) else {"Error": "BadRequest"}
+            except (ValueError, TypeError, AttributeError, KeyError):
+                answer = {"Error": "BadRequest"}
+            if reply:
+                conn.publish(reply, json.dumps(answer).encode())
+        return handle
 
-    def on_heartbeat(self, _subject: str, payload: bytes) -> None:
-        try:
-            info = json.loads(payload)
-        except ValueError:
-            return
-        with self._lock:
-            if info.get("NodeID") not in self._seen:
-                log.info("compute node %s joined", info.get("NodeID"))
-            self._seen[str(info.get("NodeID"))] = (time.monotonic(), info)
+    def handshake(message: dict[str, Any]) -> dict[str, Any]:
+        info = message.get("NodeInfo")
+        if not isinstance(info, dict) or not isinstance(info.get("NodeID"), str) or not info["NodeID"]:
+            return {"Accepted": False, "Reason": "invalid node info"}
+        accepted, reason = manager.handshake(info)
+        return {"Accepted": accepted, "Reason": reason}
 
-    def nodes(self) -> dict[str, Any]:
-        now = time.monotonic()
-        with self._lock:
-            items = sorted(self._seen.items())
-        return {
-            "Nodes": [
-                {
-                    "Info": {"NodeID": node_id, "NodeType": info.get("NodeType", "Compute"),
-                             "Labels": info.get("Labels", {})},
-                    "Membership": "APPROVED",
-                    "Connection": "CONNECTED" if now - seen <= self._disconnect_after_s else "DISCONNECTED",
-                }
-                for node_id, (seen, info) in items
-            ]
-        }
+    def heartbeat(message: dict[str, Any]) -> dict[str, Any]:
+        error = manager.heartbeat(str(message["NodeID"]), message.get("AvailableCapacity") or {},
+                                  message.get("QueueUsedCapacity") or {})
+        return {"Error": error} if error else {}
 
+    def shutdown(message: dict[str, Any]) -> dict[str, Any]:
+        error = manager.shutdown_notice(str(message["NodeID"]), str(message.get("Reason") or ""))
+        return {"Error": error} if error else {}
 
-def _track_nodes(endpoint: Endpoint, token: str | None, tracker: NodeTracker) -> None:
-    try:
-        conn = NatsConnection.connect(endpoint, token, "orchestrator-tracker", ping_interval=5.0)
-        conn.subscribe(HEARTBEAT_SUBJECT, tracker.on_heartbeat)
-        conn.serve_forever()
-    except NatsError as exc:
-        log.error("node tracker lost its NATS connection: %s", exc)
+    conn.subscribe(HANDSHAKE_SUBJECT, answering(handshake))
+    conn.subscribe(HEARTBEAT_SUBJECT, answering(heartbeat))
+    conn.subscribe(SHUTDOWN_SUBJECT, answering(shutdown))
+    ready.set()
+    conn.serve_forever()
 
 
 def run_orchestrator(cfg: dict[str, Any], name: str) -> int:
     host = str(get_path(cfg, "Orchestrator.Host"))
     port = int(get_path(cfg, "Orchestrator.Port"))
     token = get_path(cfg, "Orchestrator.Auth.Token") or None
+    # Real default 1m (pkg/config/defaults.go); a node is DISCONNECTED 1m..1m20s after its last heartbeat.
+    disconnect_after = duration_seconds(str(get_path(cfg, "Orchestrator.NodeManager.DisconnectTimeout") or "1m"))
+    store_dir = os.path.join(str(cfg["DataDir"]), "orchestrator")
+    router = Router()
+    try:
+        os.makedirs(store_dir, mode=0o700, exist_ok=True)
+        manager = NodeManager(node_info(cfg, name, "Requester"), disconnect_after,
+                              bool(get_path(cfg, "Orchestrator.NodeManager.ManualApproval")),
+                              os.path.join(store_dir, "nodes.double.json"))
+        agent_routes(router, cfg, build_version(), lambda: node_info(cfg, name, "Requester"))
+        node_routes(router, manager)
+        authorize = make_authorizer(get_path(cfg, "API.Auth"))  # bad users fail before NATS starts
+    except ConfigError as exc:
+        log.error("invalid configuration: %s", exc)
+        return 1
+    except OSError as exc:
+        log.error("cannot use DataDir %s: %s", cfg["DataDir"], exc.strerror)
+        return 1
     nats_server = os.environ.get("BACALHAU_DOUBLE_NATS_SERVER") or shutil.which("nats-server") or "/usr/sbin/nats-server"
     conf_path = write_nats_config(host, port, token)
     proc: subprocess.Popen[bytes] | None = None
+    control_plane_failed = threading.Event()
+    control_plane_ready = threading.Event()
+    stopping = threading.Event()  # our own shutdown closes NATS under the control plane: not an error then
     try:
         proc = subprocess.Popen([nats_server, "-c", conf_path])  # noqa: S603 - fixed argv, no secret in it
         if not _wait_for_port(host, port, proc, timeout=10.0):
@@ -109,22 +131,39 @@ def run_orchestrator(cfg: dict[str, Any], name: str) -> int:
             return 1
         log.info("orchestrator %s: NATS listening on %s:%s (token auth %s)", name, host, port,
                  "on" if token else "OFF")
-        disconnect = get_path(cfg, "Orchestrator.NodeManager.DisconnectTimeout") or "30s"
-        tracker = NodeTracker(duration_seconds(disconnect))
         local = Endpoint("127.0.0.1" if host in ("0.0.0.0", "") else host, port)
-        threading.Thread(target=_track_nodes, args=(local, token, tracker), name="tracker", daemon=True).start()
-        labels = node_labels(cfg)
-        routes = agent_routes(cfg, name, "Requester", labels, dict)
-        routes["/api/v1/orchestrator/nodes"] = tracker.nodes
+
+        def control_plane() -> None:
+            try:
+                _serve_control_plane(local, token, manager, control_plane_ready)
+            except NatsError as exc:
+                if not stopping.is_set():
+                    log.error("node manager lost its NATS connection: %s", exc)
+                    control_plane_failed.set()
+
+        threading.Thread(target=control_plane, name="control-plane", daemon=True).start()
+        threading.Thread(target=manager.run, name="node-health", daemon=True).start()
+        # The API comes up last: once it answers, compute nodes' handshakes are answered too.
+        if not control_plane_ready.wait(10.0):
+            log.error("the node manager could not subscribe on NATS %s:%s", host, port)
+            return 1
         try:
-            start_api(str(get_path(cfg, "API.Host")), int(get_path(cfg, "API.Port")), routes)
+            start_node_api(cfg, router, authorize)
         except OSError as exc:
             log.error("cannot serve the API: %s", exc.strerror)
             return 1
-        code = proc.wait()
-        log.error("nats-server exited with status %s", code)
+        while not control_plane_failed.is_set():
+            try:
+                code = proc.wait(timeout=0.5)
+            except subprocess.TimeoutExpired:
+                continue
+            log.error("nats-server exited with status %s", code)
+            return 1
         return 1
     finally:
+        stopping.set()
+        manager.stop()
+        manager.persist_live()
         if proc is not None and proc.poll() is None:
             proc.terminate()
             try:
