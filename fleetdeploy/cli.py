@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from fleetdeploy.errors import FleetError, InputError
+from fleetdeploy.rolling import DEFAULT_BATCH, batch_size
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 
@@ -59,9 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--reconfigure-all", action="store_true",
                     help="run the roles on every node, converged or not")
     up.add_argument("--skip-health", action="store_true", help="don't run the health check at the end")
-    up.add_argument("--join-timeout", type=float, default=180.0, metavar="SECONDS",
-                    help="with orchestrator.api: how long to wait for the orchestrator to list the configured "
-                         "nodes as CONNECTED (default 180)")
+    _join_timeout(up)
 
     command("plan", "show what up would do per cluster, the candidates, prices and rendered tasks",
             "Per cluster: what `up` would do, the instance types/zones tried in order, the hourly price and the "
@@ -74,6 +73,15 @@ def build_parser() -> argparse.ArgumentParser:
     configure.add_argument("--check", action="store_true", help="report drift with diffs, change nothing")
     configure.add_argument("--limit", action="append", default=[], metavar="NODE",
                            help="only these nodes (name, instance id or unique prefix); repeatable or comma-separated")
+    configure.add_argument("--rolling", action="store_true",
+                           help="batch by batch, each gated on node health and the orchestrator; stops at the first "
+                                "batch that fails (the way to upgrade or rotate keys); with --check: the plan")
+    configure.add_argument("--batch", metavar="N|N%",
+                           help="with --rolling: nodes per batch, a count or a share of the fleet "
+                                f"(default {DEFAULT_BATCH.replace('%', '%%')})")
+    configure.add_argument("--max-unhealthy", type=int, metavar="N",
+                           help="with --rolling: unhealthy nodes tolerated before the roll stops (default 0)")
+    _join_timeout(configure)
 
     health = command("health", "run the health check on every node and print the fleet table",
                      "Run each node's health check now; the node's own script decides healthy or not.")
@@ -108,6 +116,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _join_timeout(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--join-timeout", type=float, default=180.0, metavar="SECONDS",
+                        help="with orchestrator.api: how long to wait for the orchestrator to list configured nodes "
+                             "as CONNECTED (default 180)")
+
+
 def usage_with_commands(parser: argparse.ArgumentParser) -> str:
     """The usage line and the command list: what `deploy.py` alone prints."""
     lines = [parser.format_usage().rstrip(), "", "commands:"]
@@ -123,6 +137,14 @@ def _check_args(args: argparse.Namespace) -> None:
         raise InputError("--tail must be at least 1")
     if not 0 < getattr(args, "join_timeout", 1.0) <= 3600:
         raise InputError("--join-timeout must be more than 0 and at most 3600 seconds")
+    if args.command == "configure" and not args.rolling:
+        for option, value in (("--batch", args.batch), ("--max-unhealthy", args.max_unhealthy)):
+            if value is not None:
+                raise InputError(f"{option} is only used with --rolling")
+    if args.command == "configure" and args.rolling:
+        batch_size(args.batch or DEFAULT_BATCH, 1)  # the shape; the size follows from the fleet later
+        if args.max_unhealthy is not None and args.max_unhealthy < 0:
+            raise InputError("--max-unhealthy must be 0 or more")
     if args.command == "exec" and not args.remote_command:
         raise InputError("exec needs a command to run, e.g. `deploy.py exec all uptime`")
 

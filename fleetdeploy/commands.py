@@ -10,7 +10,6 @@ import argparse
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 
 from rich.text import Text
@@ -19,30 +18,22 @@ from fleetdeploy.capture import original_stderr, original_stdout
 from fleetdeploy.config import load_fleet
 from fleetdeploy.context import Context
 from fleetdeploy.errors import FleetError, InputError
-from fleetdeploy.health import node_health
-from fleetdeploy.join import wait_for_join
 from fleetdeploy.nodes import Node, ProgressCallback
 from fleetdeploy.orchestrator_api import views
-from fleetdeploy.paths import HEALTH_PLAYBOOK, SITE_PLAYBOOK
 from fleetdeploy.progress import ProgressBoard, make_console, styled
 from fleetdeploy.render import show
 from fleetdeploy.results import (
     ClusterCount,
     ClusterOutcome,
-    ConfigureResult,
     DownResult,
-    HealthResult,
     InventoryResult,
-    JoinResult,
     NodeInfo,
-    NodeRun,
     PlannedCluster,
     PlanResult,
     StatusResult,
     UpResult,
 )
-from fleetdeploy.runlog import RunLog
-from fleetdeploy.runner import RunResult, run_ansible
+from fleetdeploy.runs import ansible_run, configure_nodes, health_of, node_runs, wait_for_nodes
 from fleetdeploy.ssh import ssh_argv
 
 
@@ -65,60 +56,6 @@ def _provision(ctx: Context, title: str,
     return outcomes
 
 
-def _ansible(ctx: Context, title: str, targets: list[str], **kwargs: object) -> RunResult:
-    """One Ansible run with a live board; its full output goes to the fleet's run log."""
-    with RunLog.open(ctx.fleet.name, title) as log, ProgressBoard(ctx.progress_console, title, targets) as board:
-        result = run_ansible(board, ctx.inventory_file, targets, run_log=log.path, **kwargs)  # type: ignore[arg-type]
-    result.run_log = str(log.path)
-    return result
-
-
-def _node_runs(result: RunResult) -> list[NodeRun]:
-    return [NodeRun(node=name, state=r.state, ok=r.ok, changed=r.changed, failed=r.failed, skipped=r.skipped,
-                    message=r.message, changed_tasks=r.changed_tasks, diffs=r.diffs, outputs=r.outputs)
-            for name, r in sorted(result.hosts.items())]
-
-
-def _configure(ctx: Context, nodes: list[Node], limit: list[Node] | None, check: bool,
-               skip_converged: bool = False) -> ConfigureResult:
-    """Apply site.yml; with skip_converged, nodes whose stamp matches this inventory's digest end after one task."""
-    names = [ctx.host(n) for n in (limit if limit is not None else nodes)]
-    started = time.monotonic()
-    result = _ansible(ctx, "Drift check (no changes made)" if check else "Configuring nodes", names,
-                      playbook=SITE_PLAYBOOK, limit=names if limit is not None else None, check=check,
-                      extra_vars={"fleet_skip_converged": skip_converged})
-    seconds = time.monotonic() - started
-    if not check:
-        _mark_incomplete(result)
-    return ConfigureResult(check=check, seconds=round(seconds, 1), nodes=_node_runs(result), run_log=result.run_log)
-
-
-def _mark_incomplete(result: RunResult) -> None:
-    """A node that neither finished site.yml nor was skipped as converged did not converge, whatever it counted."""
-    for host in result.hosts.values():
-        done = host.reports.get("fleet_report_complete") or host.reports.get("fleet_report_converged")
-        if not done and not host.failed and not host.unreachable:
-            host.failed = 1
-            host.message = host.message or "the run ended before this node's configuration completed"
-
-
-def _health(ctx: Context, nodes: list[Node], limit: list[Node] | None = None) -> HealthResult:
-    names = [ctx.host(n) for n in (limit or nodes)]
-    result = _ansible(ctx, "Health check", names, playbook=HEALTH_PLAYBOOK, limit=names if limit else None)
-    note = "" if result.finished else f"the health run did not finish; full output: {result.run_log}"
-    rows, orchestrator_note = node_health(result, names)
-    return HealthResult(nodes=rows, note=note, orchestrator_note=orchestrator_note)
-
-
-def _wait_for_join(ctx: Context, names: list[str]) -> JoinResult | None:
-    """Until the orchestrator lists the configured nodes as CONNECTED and APPROVED (bounded by --join-timeout)."""
-    api = ctx.orchestrator_api()
-    if api is None or not names:
-        return None
-    with ProgressBoard(ctx.progress_console, "Waiting for the orchestrator to list the nodes", names) as board:
-        return wait_for_join(api, names, ctx.args.join_timeout, board)
-
-
 def cmd_up(ctx: Context) -> int:
     outcomes = _provision(ctx, f"Provisioning fleet '{ctx.fleet.name}'", ctx.provider.up)
     nodes = ctx.refresh_inventory()
@@ -127,9 +64,9 @@ def cmd_up(ctx: Context) -> int:
         raise FleetError("no node came up; see the cluster table above")
     # Every node that is not converged is configured: new nodes, nodes whose last run failed or was cut short,
     # nodes adopted from an earlier run, and all of them after the roles or the fleet file changed.
-    configured = _configure(ctx, nodes, None, check=False, skip_converged=not ctx.args.reconfigure_all)
-    joined = _wait_for_join(ctx, [n.node for n in configured.nodes if n.state.ok])
-    health = None if ctx.args.skip_health else _health(ctx, nodes)
+    configured = configure_nodes(ctx, nodes, None, check=False, skip_converged=not ctx.args.reconfigure_all)
+    joined = wait_for_nodes(ctx, [n.node for n in configured.nodes if n.state.ok])
+    health = None if ctx.args.skip_health else health_of(ctx, nodes)
     result = UpResult(outcomes, str(ctx.inventory_file), configured, health, joined)
     show(ctx.console, result, ctx.args.output)
     return 0 if result.ok else 1
@@ -186,7 +123,13 @@ def cmd_configure(ctx: Context) -> int:
     nodes = ctx.nodes_or_fail()
     if limit is not None:
         limit = ctx.named_nodes([ctx.host(n) for n in limit])  # the same nodes, as the fresh inventory has them
-    result = _configure(ctx, nodes, limit, check=ctx.args.check)
+    if ctx.args.rolling:
+        from fleetdeploy.rolling_command import configure_rolling
+
+        rolled = configure_rolling(ctx, nodes, limit)
+        show(ctx.console, rolled, ctx.args.output)
+        return 0 if rolled.ok else 1
+    result = configure_nodes(ctx, nodes, limit, check=ctx.args.check)
     show(ctx.console, result, ctx.args.output)
     return 0 if result.ok else 1
 
@@ -194,7 +137,7 @@ def cmd_configure(ctx: Context) -> int:
 def cmd_health(ctx: Context) -> int:
     limit = ctx.named_nodes(ctx.args.limit) if ctx.args.limit else None
     nodes = ctx.nodes_or_fail()
-    result = _health(ctx, nodes, limit)
+    result = health_of(ctx, nodes, limit)
     show(ctx.console, result, ctx.args.output)
     return 0 if result.ok else 1
 
@@ -224,9 +167,9 @@ def cmd_exec(ctx: Context) -> int:
         targets = ctx.named_nodes([ctx.args.target])
     names = [ctx.host(n) for n in targets]
     command = " ".join(ctx.args.remote_command)  # like ssh: the words form one shell command line
-    result = _ansible(ctx, f"exec: {command}", names, module="ansible.builtin.shell", module_args=command,
+    result = ansible_run(ctx, f"exec: {command}", names, module="ansible.builtin.shell", module_args=command,
                       limit=names, become=ctx.args.sudo)
-    for run in _node_runs(result):
+    for run in node_runs(result):
         ctx.console.print(Text.assemble((run.node, "bold"), " ", styled("ok" if run.state.ok else "failed")))
         for output in run.outputs:
             ctx.console.print(Text(output), highlight=False)

@@ -33,17 +33,25 @@ def failing_checks(status: dict[str, Any]) -> list[str]:
     return failing
 
 
-def _node_verdict(result: RunResult, host: str) -> tuple[Health, list[str]]:
+def running_images(status: dict[str, Any]) -> dict[str, str]:
+    """container -> image, from the container checks of the node's status (what the node runs right now)."""
+    checks = status.get("checks", [])
+    return {str(c["name"]).split(":", 1)[1]: str(c["image"]) for c in checks if isinstance(c, dict)
+            and str(c.get("name", "")).startswith("container:") and c.get("image")}
+
+
+def _node_verdict(result: RunResult, host: str) -> tuple[Health, list[str], dict[str, str]]:
     run = result.hosts.get(host)
     if run is not None and run.unreachable:
-        return Health.UNREACHABLE, [run.message] if run.message else []
+        return Health.UNREACHABLE, [run.message] if run.message else [], {}
     if run is not None and run.reports.get("fleet_report_not_configured"):
-        return Health.NOT_CONFIGURED, []
+        return Health.NOT_CONFIGURED, [], {}
     status = run.reports.get(STATUS_REPORT) if run is not None else None
     if not isinstance(status, dict):
         detail = run.message if run is not None and run.message else "no health status was collected"
-        return Health.UNHEALTHY, [f"health check did not run: {detail}"]
-    return (Health.HEALTHY if status.get("healthy") is True else Health.UNHEALTHY), failing_checks(status)
+        return Health.UNHEALTHY, [f"health check did not run: {detail}"], {}
+    verdict = Health.HEALTHY if status.get("healthy") is True else Health.UNHEALTHY
+    return verdict, failing_checks(status), running_images(status)
 
 
 def _orchestrator_view(result: RunResult, host: str) -> tuple[OrchestratorView | None, str]:
@@ -65,7 +73,7 @@ def node_health(result: RunResult, hosts: Iterable[str]) -> tuple[list[NodeHealt
     """
     rows, notes = [], []
     for host in sorted(hosts):
-        health, failing = _node_verdict(result, host)
+        health, failing, images = _node_verdict(result, host)
         view, note = _orchestrator_view(result, host)
         if note and note not in notes:
             notes.append(note)
@@ -73,5 +81,5 @@ def node_health(result: RunResult, hosts: Iterable[str]) -> tuple[list[NodeHealt
             failing = [*failing, f"orchestrator: {view.reason}"]
             if health is Health.HEALTHY:
                 health = Health.UNHEALTHY
-        rows.append(NodeHealth(host, health, failing, view))
+        rows.append(NodeHealth(host, health, failing, view, images))
     return rows, "; ".join(notes)

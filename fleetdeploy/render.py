@@ -22,6 +22,7 @@ from fleetdeploy.results import (
     JoinResult,
     OrchestratorView,
     PlanResult,
+    RollingResult,
     StatusResult,
     UpResult,
     to_json,
@@ -140,6 +141,32 @@ def _plan(console: Console, result: PlanResult) -> None:
         console.out(f"# {cluster.cluster}\n{cluster.task.rstrip()}", highlight=False)
 
 
+def _rolling(console: Console, result: RollingResult) -> None:
+    title = (f"Rolling {'plan' if result.check else 'configure'}: batches of up to {result.batch_size} node(s), "
+             f"stop when more than {result.max_unhealthy} node(s) fail the gate")
+    rows: list[tuple[object, ...]] = []
+    for batch in result.batches:
+        state = "ok" if batch.passed and not batch.failed else ("changed" if batch.passed else "failed")
+        rows.append((batch.number, styled(state), ", ".join(batch.nodes), ", ".join(batch.failed) or "-"))
+    first_untouched = len(result.batches) + 1
+    for offset, names in enumerate(result.untouched):
+        rows.append((first_untouched + offset, styled("pending"), ", ".join(names), "-"))
+    print_table(console, title, ("batch", "result", "nodes", "failed the gate"), rows)
+    if result.drift is not None:
+        _configure(console, result.drift)
+    for batch in result.batches:
+        if batch.failed:
+            _configure(console, batch.configure)
+            if batch.health is not None:
+                _health(console, batch.health)
+    version_rows = [(v.node, styled(v.health), v.bacalhau or "-", v.sensor or "-") for v in result.versions]
+    print_table(console, "What each node runs now", ("node", "health", "bacalhau", "sensor"), version_rows)
+    if result.stopped:
+        untouched = sum(len(b) for b in result.untouched)
+        _plain(console, f"stopped after batch {len(result.batches)}: {untouched} node(s) left untouched; fix the "
+                        "cause (or the fleet file) and run configure --rolling again")
+
+
 def _inventory(console: Console, result: InventoryResult) -> None:
     _plain(console, f"inventory: {result.path} ({result.nodes} nodes)")
 
@@ -150,6 +177,7 @@ _TABLES: dict[type, Any] = {
     UpResult: _up,
     StatusResult: _status,
     PlanResult: _plan,
+    RollingResult: _rolling,
     InventoryResult: _inventory,
     DownResult: lambda console, result: _outcomes(console, result.clusters),
 }

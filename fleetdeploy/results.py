@@ -119,6 +119,7 @@ class NodeHealth:
     health: Health  # the verdict: the node's own checks, then the orchestrator's view when it could be read
     failing: list[str]
     orchestrator: OrchestratorView | None = None  # None: no orchestrator.api, or it could not be read
+    images: dict[str, str] = field(default_factory=dict)  # container -> image it runs (from the node's check)
 
 
 @dataclass
@@ -228,6 +229,48 @@ class UpResult:
     def ok(self) -> bool:
         return (all(c.ok for c in self.clusters) and (self.configure is None or self.configure.ok)
                 and (self.joined is None or self.joined.ok) and (self.health is None or self.health.ok))
+
+
+@dataclass
+class RollingBatch:
+    number: int
+    nodes: list[str]
+    configure: ConfigureResult
+    joined: JoinResult | None
+    health: HealthResult | None
+    failed: list[str]  # this batch's nodes that did not pass the gate
+    passed: bool  # the roll went on after it (unhealthy so far <= --max-unhealthy)
+
+
+@dataclass(frozen=True)
+class NodeVersions:
+    """What a node runs, read from its containers by the health check (empty when it could not be read)."""
+
+    node: str
+    bacalhau: str
+    sensor: str
+    health: Health
+
+
+@dataclass
+class RollingResult:
+    check: bool
+    batch_size: int
+    max_unhealthy: int
+    batches: list[RollingBatch]  # run (with --check: none)
+    untouched: list[list[str]]  # batches not run: after a stop, or all of them with --check
+    drift: ConfigureResult | None  # --check: what would change, per node
+    versions: list[NodeVersions]  # the whole fleet after the roll (or what it runs now, with --check)
+
+    @property
+    def stopped(self) -> bool:
+        return any(not b.passed for b in self.batches)
+
+    @property
+    def ok(self) -> bool:
+        if self.check:
+            return self.drift is not None and self.drift.ok
+        return not self.stopped and all(v.health.ok for v in self.versions)
 
 
 @dataclass

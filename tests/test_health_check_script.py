@@ -94,7 +94,7 @@ def _fake_docker(tmp_path: Path, info_rc: int, states: dict[str, dict[str, Any]]
         "    name = args[-1]\n"
         "    if name not in states:\n"
         "        print('Error: No such container: ' + name, file=sys.stderr); sys.exit(1)\n"
-        "    print(json.dumps(states[name])); sys.exit(0)\n"
+        "    print(json.dumps(states[name])); print('localhost/' + name + ':v1'); sys.exit(0)\n"
         "sys.exit(2)\n"
     )
     script.chmod(script.stat().st_mode | stat.S_IXUSR)
@@ -227,6 +227,8 @@ def test_container_problems(
     checks = {name: hc.check_container(settings, name.split(":")[1]) for name in expected}
     for name, words in expected.items():
         assert not checks[name].ok and words in checks[name].detail
+        # The image it runs is reported (rolling upgrades list versions per node); an absent one has none.
+        assert checks[name].image == ("" if words == "absent" else f"localhost/{name.split(':')[1]}:v1")
     assert hc.check_docker(settings).ok
 
 

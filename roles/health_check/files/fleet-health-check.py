@@ -49,6 +49,8 @@ class Check:
     name: str
     ok: bool
     detail: str
+    # Container checks: the image the container runs (what a rolling upgrade reports per node).
+    image: str = ""
 
 
 def load_settings(path: str) -> Settings:
@@ -101,18 +103,21 @@ def container_check_from_state(name: str, state: Dict[str, Any]) -> Check:
 def check_container(settings: Settings, name: str) -> Check:
     try:
         result = _run(
-            [settings.docker_command, "inspect", "--type", "container", "--format", "{{json .State}}", name],
+            [settings.docker_command, "inspect", "--type", "container", "--format",
+             "{{json .State}}\n{{.Config.Image}}", name],
             settings.command_timeout_seconds,
         )
     except (OSError, subprocess.TimeoutExpired) as exc:
         return Check("container:{0}".format(name), False, "docker inspect failed: {0}".format(exc))
     if result.returncode != 0:
         return Check("container:{0}".format(name), False, "absent: {0}".format(_last_line(result.stderr)))
+    lines = result.stdout.splitlines()
     try:
-        state = json.loads(result.stdout)
+        state = json.loads(lines[0] if lines else "")
     except ValueError:
         return Check("container:{0}".format(name), False, "unreadable docker inspect output")
-    return container_check_from_state(name, state)
+    image = lines[1].strip() if len(lines) > 1 else ""
+    return dataclasses.replace(container_check_from_state(name, state), image=image)
 
 
 def http_get(url: str, timeout: float) -> tuple:

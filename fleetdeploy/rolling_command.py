@@ -1,0 +1,53 @@
+"""`configure --rolling`: plan the batches, run them through rolling.roll, end with what every node runs."""
+
+from __future__ import annotations
+
+from fleetdeploy.context import Context
+from fleetdeploy.nodes import Node
+from fleetdeploy.results import (
+    ConfigureResult,
+    HealthResult,
+    JoinResult,
+    NodeVersions,
+    RollingResult,
+)
+from fleetdeploy.rolling import DEFAULT_BATCH, batch_size, roll, rolling_order, split
+from fleetdeploy.runs import configure_nodes, health_of, wait_for_nodes
+
+
+def _versions(health: HealthResult) -> list[NodeVersions]:
+    return [NodeVersions(n.node, n.images.get("bacalhau", ""), n.images.get("sensor", ""), n.health)
+            for n in health.nodes]
+
+
+def configure_rolling(ctx: Context, nodes: list[Node], limit: list[Node] | None) -> RollingResult:
+    targets = limit if limit is not None else nodes
+    by_name = {ctx.host(n): n for n in targets}
+    regions: dict[str, list[str]] = {}
+    for name, node in by_name.items():
+        regions.setdefault(node.region, []).append(name)
+    size = batch_size(ctx.args.batch or DEFAULT_BATCH, len(by_name))
+    batches = split(rolling_order(regions), size)
+    max_unhealthy = ctx.args.max_unhealthy or 0
+    chosen = list(by_name.values())
+
+    if ctx.args.check:
+        # The plan: the batches, what would change on each node, and what each node runs now.
+        drift = configure_nodes(ctx, nodes, chosen, check=True)
+        now = health_of(ctx, nodes, chosen)
+        return RollingResult(True, size, max_unhealthy, [], batches, drift, _versions(now))
+
+    def configure(names: list[str]) -> ConfigureResult:
+        # Converged nodes (stamp matches) end at once: a re-run after a stop or Ctrl-C continues where it was.
+        return configure_nodes(ctx, nodes, [by_name[n] for n in names], check=False, skip_converged=True)
+
+    def gate(names: list[str]) -> tuple[JoinResult | None, HealthResult | None]:
+        joined = wait_for_nodes(ctx, names)
+        return joined, health_of(ctx, nodes, [by_name[n] for n in names])
+
+    def announce(number: int, total: int, names: list[str]) -> None:
+        ctx.progress_console.print(f"Batch {number}/{total}: {', '.join(names)}", highlight=False)
+
+    done, untouched = roll(batches, max_unhealthy, configure, gate, announce)
+    final = health_of(ctx, nodes, chosen)  # what every node runs now, rolled or not
+    return RollingResult(False, size, max_unhealthy, done, untouched, None, _versions(final))

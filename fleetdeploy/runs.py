@@ -1,0 +1,72 @@
+"""The Ansible runs several commands share: configure, health, and the wait for nodes to join the orchestrator.
+
+Each returns a result object (results.py); commands combine them (up, configure, configure --rolling).
+"""
+
+from __future__ import annotations
+
+import time
+
+from fleetdeploy.context import Context
+from fleetdeploy.health import node_health
+from fleetdeploy.join import wait_for_join
+from fleetdeploy.nodes import Node
+from fleetdeploy.paths import HEALTH_PLAYBOOK, SITE_PLAYBOOK
+from fleetdeploy.progress import ProgressBoard
+from fleetdeploy.results import ConfigureResult, HealthResult, JoinResult, NodeRun
+from fleetdeploy.runlog import RunLog
+from fleetdeploy.runner import RunResult, run_ansible
+
+
+def ansible_run(ctx: Context, title: str, targets: list[str], **kwargs: object) -> RunResult:
+    """One Ansible run with a live board; its full output goes to the fleet's run log."""
+    with RunLog.open(ctx.fleet.name, title) as log, ProgressBoard(ctx.progress_console, title, targets) as board:
+        result = run_ansible(board, ctx.inventory_file, targets, run_log=log.path, **kwargs)  # type: ignore[arg-type]
+    result.run_log = str(log.path)
+    return result
+
+
+def node_runs(result: RunResult) -> list[NodeRun]:
+    return [NodeRun(node=name, state=r.state, ok=r.ok, changed=r.changed, failed=r.failed, skipped=r.skipped,
+                    message=r.message, changed_tasks=r.changed_tasks, diffs=r.diffs, outputs=r.outputs)
+            for name, r in sorted(result.hosts.items())]
+
+
+def configure_nodes(ctx: Context, nodes: list[Node], limit: list[Node] | None, check: bool,
+               skip_converged: bool = False) -> ConfigureResult:
+    """Apply site.yml; with skip_converged, nodes whose stamp matches this inventory's digest end after one task."""
+    names = [ctx.host(n) for n in (limit if limit is not None else nodes)]
+    started = time.monotonic()
+    result = ansible_run(ctx, "Drift check (no changes made)" if check else "Configuring nodes", names,
+                      playbook=SITE_PLAYBOOK, limit=names if limit is not None else None, check=check,
+                      extra_vars={"fleet_skip_converged": skip_converged})
+    seconds = time.monotonic() - started
+    if not check:
+        _mark_incomplete(result)
+    return ConfigureResult(check=check, seconds=round(seconds, 1), nodes=node_runs(result), run_log=result.run_log)
+
+
+def _mark_incomplete(result: RunResult) -> None:
+    """A node that neither finished site.yml nor was skipped as converged did not converge, whatever it counted."""
+    for host in result.hosts.values():
+        done = host.reports.get("fleet_report_complete") or host.reports.get("fleet_report_converged")
+        if not done and not host.failed and not host.unreachable:
+            host.failed = 1
+            host.message = host.message or "the run ended before this node's configuration completed"
+
+
+def health_of(ctx: Context, nodes: list[Node], limit: list[Node] | None = None) -> HealthResult:
+    names = [ctx.host(n) for n in (limit or nodes)]
+    result = ansible_run(ctx, "Health check", names, playbook=HEALTH_PLAYBOOK, limit=names if limit else None)
+    note = "" if result.finished else f"the health run did not finish; full output: {result.run_log}"
+    rows, orchestrator_note = node_health(result, names)
+    return HealthResult(nodes=rows, note=note, orchestrator_note=orchestrator_note)
+
+
+def wait_for_nodes(ctx: Context, names: list[str]) -> JoinResult | None:
+    """Until the orchestrator lists the configured nodes as CONNECTED and APPROVED (bounded by --join-timeout)."""
+    api = ctx.orchestrator_api()
+    if api is None or not names:
+        return None
+    with ProgressBoard(ctx.progress_console, "Waiting for the orchestrator to list the nodes", names) as board:
+        return wait_for_join(api, names, ctx.args.join_timeout, board)

@@ -1,0 +1,222 @@
+"""End to end, part 2, on the same local fleet (conftest.py; runs after test_local_fleet.py): the orchestrator's
+view of a dead compute node, token rotation, rolling upgrades (good, broken, fixed), S3 key rotation with a
+Ctrl-C between batches, the secret scan over everything, and down.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+from local_fleet import (
+    REPO,
+    Fleet,
+    build_variant,
+    by_key,
+    docker_out,
+    proc_cmdlines,
+    volumes,
+    write_aws_credentials,
+)
+
+pytestmark = pytest.mark.e2e
+
+
+# The local orchestrator's Orchestrator.NodeManager.DisconnectTimeout (providers/local_orchestrator.py).
+DISCONNECT_TIMEOUT_S = 45
+
+
+def _orchestrator_rows(fleet: Fleet) -> dict[str, dict[str, Any]]:
+    """node -> the orchestrator's view of it, from `status` (one API read, no Ansible)."""
+    _, status = fleet.json("status")
+    assert status["orchestrator_note"] == "", status["orchestrator_note"]
+    return {row["node"]: row["orchestrator"] for row in status["nodes"]}
+
+
+def test_5c_a_dead_compute_node_turns_disconnected_within_the_heartbeat_timeout(fleet: Fleet) -> None:
+    victim_id, victim = sorted(fleet.containers().items())[0]
+    host = fleet.host(victim_id)
+    assert _orchestrator_rows(fleet)[host]["connection"] == "CONNECTED"
+    # SIGKILL: no goodbye reaches the orchestrator; only the missing heartbeats can tell it.
+    docker_out("exec", victim, "docker", "kill", "--signal", "KILL", "bacalhau")
+    killed = time.monotonic()
+    while (row := _orchestrator_rows(fleet)[host])["connection"] == "CONNECTED":
+        assert time.monotonic() - killed < DISCONNECT_TIMEOUT_S + 30, row
+        time.sleep(3)
+    assert row["connection"] == "DISCONNECTED" and row["ready"] is False, row
+
+    _, health = fleet.json("health", expect=1)
+    rows = by_key(health["nodes"], "node")
+    assert rows[host]["health"] == "unhealthy"
+    assert rows[host]["orchestrator"]["connection"] == "DISCONNECTED"
+    assert any(f.startswith("orchestrator: DISCONNECTED") for f in rows[host]["failing"]), rows[host]
+    others = [row for name, row in rows.items() if name != host]
+    assert others and all(r["health"] == "healthy" and r["orchestrator"]["ready"] for r in others), others
+    direct = subprocess.run(["ansible-playbook", "playbooks/health.yml", "-l", f"fleet_{fleet.name}"],
+                            cwd=REPO, env=fleet.env, capture_output=True, text=True, timeout=600)
+    fleet.outputs.append(direct.stdout + direct.stderr)
+    assert direct.returncode != 0
+    assert any(line.split()[:3] == [host, "unhealthy", "DISCONNECTED"] for line in direct.stdout.splitlines()), \
+        direct.stdout[-4000:]
+
+    fixed = fleet.deploy("configure")  # compose starts the service again: the node rejoins
+    assert fixed.returncode == 0, fixed.stdout[-6000:]
+    _, health = fleet.json("health")
+    assert by_key(health["nodes"], "node")[host]["orchestrator"]["connection"] == "CONNECTED"
+
+
+def test_5d_a_rotated_token_reaches_both_sides_and_every_node_rejoins(fleet: Fleet) -> None:
+    new_token = f"tok-E2E-rotated-{uuid.uuid4().hex}"
+    fleet.watcher.watch(new_token)
+    before = {name: row["connected_since"] for name, row in _orchestrator_rows(fleet).items()}
+    token_file = fleet.fleet_file.parent / "orchestrator.token"
+    token_file.write_text(new_token + "\n")
+    fleet.retired_tokens.append(fleet.token)
+    fleet.token = new_token
+
+    _, up = fleet.json("up")
+    clusters = by_key(up["clusters"], "cluster")
+    assert clusters[f"fleet-{fleet.name}-orchestrator"]["action"] == "relaunched"  # the orchestrator side
+    assert all(n["state"] == "changed" for n in up["configure"]["nodes"]), up["configure"]["nodes"]
+    assert up["joined"]["ok"] is True, up["joined"]
+    rows = by_key(up["health"]["nodes"], "node")
+    assert len(rows) == 3 and all(r["health"] == "healthy" for r in rows.values()), rows
+    for name, row in rows.items():
+        # Reconnected after the rotation: the new orchestrator only admits the new token.
+        assert row["orchestrator"]["ready"] and row["orchestrator"]["connected_since"] != before.get(name), row
+    for container in fleet.containers().values():
+        config = docker_out("exec", container, "cat", "/etc/bacalhau/config.yaml")
+        assert new_token in config and fleet.retired_tokens[-1] not in config
+
+
+def _running_sensor(fleet: Fleet) -> dict[str, str]:
+    """node -> the image its sensor container runs, read from the container itself."""
+    return {fleet.host(i): docker_out("exec", c, "docker", "inspect", "--format", "{{.Config.Image}}", "sensor").strip()
+            for i, c in fleet.containers().items()}
+
+
+def test_5e_rolling_upgrade_goes_batch_by_batch_and_stops_at_a_broken_image(
+        fleet: Fleet, tmp_path_factory: pytest.TempPathFactory) -> None:
+    work = tmp_path_factory.mktemp("variants")
+    base = "localhost/sensor-double:test"
+    # A second release of the stand-in, and a broken one: it starts, and never answers its health check.
+    good = build_variant(base, f"{fleet.name}-v2", 'LABEL org.opencontainers.image.version="v2"', work / "v2.tar")
+    broken = build_variant(base, f"{fleet.name}-broken", 'ENTRYPOINT ["sleep", "infinity"]', work / "broken.tar")
+    original = _running_sensor(fleet)
+    assert set(original.values()) == {base}
+
+    fleet.set_sensor(good, work / "v2.tar")
+    _, plan = fleet.json("configure", "--rolling", "--check")
+    assert [len(b) for b in plan["untouched"]] == [1, 1, 1] and plan["batches"] == []  # 25% of 3 -> 1 per batch
+    assert sorted(plan["drift"]["drifted"]) == sorted(original)  # the image changes everywhere...
+    assert _running_sensor(fleet) == original  # ...and nothing changed yet
+    assert {v["sensor"] for v in plan["versions"]} == {base}
+
+    _, rolled = fleet.json("configure", "--rolling")
+    assert [b["passed"] for b in rolled["batches"]] == [True, True, True] and rolled["untouched"] == []
+    assert [len(b["nodes"]) for b in rolled["batches"]] == [1, 1, 1]
+    assert {v["node"]: v["sensor"] for v in rolled["versions"]} == dict.fromkeys(original, good)
+    assert all(v["health"] == "healthy" for v in rolled["versions"]), rolled["versions"]
+
+    fleet.set_sensor(broken, work / "broken.tar")
+    _, stopped = fleet.json("configure", "--rolling", expect=1)
+    assert len(stopped["batches"]) == 1 and stopped["batches"][0]["passed"] is False, stopped["batches"]
+    (first,) = stopped["batches"][0]["nodes"]
+    assert stopped["batches"][0]["failed"] == [first]
+    assert [len(b) for b in stopped["untouched"]] == [1, 1]
+    versions = {v["node"]: v for v in stopped["versions"]}
+    assert versions[first]["sensor"] == broken and versions[first]["health"] == "unhealthy"
+    others = [v for name, v in versions.items() if name != first]
+    assert all(v["sensor"] == good and v["health"] == "healthy" for v in others), versions  # untouched, still fine
+    assert {name: image for name, image in _running_sensor(fleet).items() if name != first} == {
+        v["node"]: good for v in others}
+
+    fleet.set_sensor(good, work / "v2.tar")  # the fix: back to the good release, and the roll converges
+    _, fixed = fleet.json("configure", "--rolling")
+    configured = {n["node"]: n["state"] for b in fixed["batches"] for n in b["configure"]["nodes"]}
+    assert configured[first] == "changed"
+    assert {state for name, state in configured.items() if name != first} == {"converged"}  # already done
+    assert _running_sensor(fleet) == dict.fromkeys(original, good)
+    assert all(v["health"] == "healthy" for v in fixed["versions"]), fixed["versions"]
+
+
+def test_5f_s3_keys_rotate_batch_by_batch_and_no_node_keeps_the_old_ones(fleet: Fleet) -> None:
+    old = list(fleet.aws_keys)
+    new_id, new_secret = f"AKIAE2E{uuid.uuid4().hex[:13].upper()}", f"e2eRotated{uuid.uuid4().hex}"
+    fleet.watcher.watch(new_secret)
+    write_aws_credentials(fleet.fleet_file.parent / "aws-credentials", new_id, new_secret)
+    fleet.retired_aws_keys += old
+    fleet.aws_keys = [new_id, new_secret]
+
+    # Ctrl-C once the second batch starts: the first batch is done and stamped, the rest is not.
+    argv = [sys.executable, str(REPO / "deploy.py"), "-f", str(fleet.fleet_file), "configure", "--rolling",
+            "--batch", "1"]
+    proc = subprocess.Popen(argv, cwd=REPO, env=fleet.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    seen = []
+    for line in proc.stdout:
+        seen.append(line)
+        if line.startswith("Batch 2/3"):
+            break
+    (first,) = [line.split(": ", 1)[1].strip() for line in seen if line.startswith("Batch 1/3")]
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=300)
+    fleet.outputs.append("".join(seen) + out + err)
+    assert proc.returncode == 130 and "interrupted" in err, "".join(seen)[-3000:] + out[-3000:] + err[-2000:]
+
+    _, rolled = fleet.json("configure", "--rolling", "--batch", "2")  # the re-run continues
+    assert [len(b["nodes"]) for b in rolled["batches"]] == [2, 1] and all(b["passed"] for b in rolled["batches"])
+    states = {n["node"]: n["state"] for b in rolled["batches"] for n in b["configure"]["nodes"]}
+    # The interrupted batch's node may already hold the new keys; it is run again either way (no stamp yet).
+    assert states[first] == "converged" and {s for n, s in states.items() if n != first} <= {"changed", "ok"}, states
+    for container in fleet.containers().values():
+        credentials = docker_out("exec", container, "cat", "/etc/fleet/aws/credentials")
+        assert new_secret in credentials and all(key not in credentials for key in old)
+        mode = docker_out("exec", container, "stat", "-c", "%a %U", "/etc/fleet/aws/credentials").split()
+        assert mode == ["600", "root"]
+
+
+def test_6_token_appears_only_in_the_nodes_config(fleet: Fleet) -> None:
+    for output in fleet.outputs:
+        for secret in fleet.secrets:
+            assert secret not in output
+    for secret in fleet.secrets:
+        assert secret not in fleet.inventory.read_text()
+        for log in (Path(fleet.env["FLEETDEPLOY_STATE_DIR"]) / fleet.name / "runs").glob("*.log"):
+            assert secret not in log.read_text(errors="replace"), log
+    assert fleet.inventory.stat().st_mode & 0o777 == 0o600
+    assert fleet.watcher.hits == []
+    leftovers = list(Path(fleet.env["TMPDIR"]).iterdir())  # runner dirs, fd-capture files: nothing may stay
+    assert leftovers == []
+    for container in [*fleet.containers().values(), f"fleet-{fleet.name}-orchestrator"]:
+        inspect, cmdlines = docker_out("inspect", container), proc_cmdlines(container)
+        for secret in fleet.secrets:
+            assert secret not in inspect
+            assert secret not in cmdlines
+    for container in fleet.containers().values():
+        mode = docker_out("exec", container, "stat", "-c", "%a %U", "/etc/bacalhau/config.yaml").split()
+        assert mode == ["600", "root"]
+        config = docker_out("exec", container, "cat", "/etc/bacalhau/config.yaml")
+        assert fleet.token in config
+        assert all(old not in config for old in fleet.retired_tokens)  # no node keeps a rotated-out token
+
+
+def test_7_down_leaves_nothing_of_the_fleet(fleet: Fleet) -> None:
+    # The fleet's own volumes (each node's /var/lib/docker), named now: other tests may add volumes meanwhile.
+    ours = {m["Name"] for c in fleet.containers().values()
+            for m in json.loads(docker_out("inspect", "--format", "{{json .Mounts}}", c)) if m.get("Type") == "volume"}
+    assert ours, "every node has an anonymous /var/lib/docker volume"
+    result = fleet.deploy("down", "--yes")
+    assert result.returncode == 0, result.stdout[-4000:]
+    assert fleet.containers() == {}
+    assert docker_out("ps", "-a", "--filter", f"name=fleet-{fleet.name}", "-q").strip() == ""
+    assert docker_out("network", "ls", "--filter", f"name=fleet-{fleet.name}", "-q").strip() == ""
+    assert ours & volumes() == set()
+    assert not fleet.inventory.exists()
