@@ -145,7 +145,7 @@ def test_02_status_counts_nodes_per_cluster(world: SkyWorld, three: Path) -> Non
     for name, (region, box) in boxes.items():
         assert nodes[name] == {"node": name, "instance_id": box.instance_id, "cluster": world.cluster(region),
                                "region": region, "zone": f"{region}a", "address": f"127.0.0.1:{box.port}",
-                               "market": "spot"}, nodes[name]
+                               "market": "spot", "orchestrator": None}, nodes[name]  # no orchestrator.api here
 
 
 def test_03_health_before_any_configure_reports_every_node_as_not_configured(world: SkyWorld, three: Path) -> None:
