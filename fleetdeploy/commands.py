@@ -168,7 +168,7 @@ def cmd_exec(ctx: Context) -> int:
     names = [ctx.host(n) for n in targets]
     command = " ".join(ctx.args.remote_command)  # like ssh: the words form one shell command line
     result = ansible_run(ctx, f"exec: {command}", names, module="ansible.builtin.shell", module_args=command,
-                      limit=names, become=ctx.args.sudo)
+                         limit=names, become=ctx.args.sudo)
     for run in node_runs(result):
         ctx.console.print(Text.assemble((run.node, "bold"), " ", styled("ok" if run.state.ok else "failed")))
         for output in run.outputs:

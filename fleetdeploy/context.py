@@ -16,9 +16,8 @@ from fleetdeploy.convergence import roles_digest
 from fleetdeploy.errors import FleetError, InputError
 from fleetdeploy.inventory import build_inventory, host_name, inventory_path, write_inventory
 from fleetdeploy.nodes import Node, Provider
-from fleetdeploy.orchestrator_api import OrchestratorApi
+from fleetdeploy.orchestrator_api import LOCAL_NOT_RUNNING, OrchestratorApi
 from fleetdeploy.orchestrator_spec import LOCAL
-from fleetdeploy.providers.local_orchestrator import LocalOrchestrator
 from fleetdeploy.paths import REPO_ROOT, state_dir
 
 
@@ -94,7 +93,7 @@ class Context:
             return OrchestratorApi(spec.api, spec.api_token_file)
         url = self.provider.orchestrator_api_url()
         if url is None:
-            return OrchestratorApi("", unavailable=LocalOrchestrator.NOT_RUNNING)
+            return OrchestratorApi("", unavailable=LOCAL_NOT_RUNNING)
         return OrchestratorApi(url, spec.api_token_file)
 
     def write_inventory(self, nodes: list[Node]) -> None:

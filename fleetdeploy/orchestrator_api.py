@@ -23,6 +23,7 @@ NODES_PATH = "/api/v1/orchestrator/nodes"
 CONNECTED = "CONNECTED"
 APPROVED = "APPROVED"
 NOT_LISTED = "not listed"
+LOCAL_NOT_RUNNING = "the local orchestrator is not running (run deploy.py up)"
 # Go's zero time: what Bacalhau writes for "never" (e.g. DisconnectedSince of a node that never dropped).
 _ZERO_TIME = "0001-01-01T00:00:00Z"
 

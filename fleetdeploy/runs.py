@@ -33,13 +33,13 @@ def node_runs(result: RunResult) -> list[NodeRun]:
 
 
 def configure_nodes(ctx: Context, nodes: list[Node], limit: list[Node] | None, check: bool,
-               skip_converged: bool = False) -> ConfigureResult:
+                    skip_converged: bool = False) -> ConfigureResult:
     """Apply site.yml; with skip_converged, nodes whose stamp matches this inventory's digest end after one task."""
     names = [ctx.host(n) for n in (limit if limit is not None else nodes)]
     started = time.monotonic()
     result = ansible_run(ctx, "Drift check (no changes made)" if check else "Configuring nodes", names,
-                      playbook=SITE_PLAYBOOK, limit=names if limit is not None else None, check=check,
-                      extra_vars={"fleet_skip_converged": skip_converged})
+                         playbook=SITE_PLAYBOOK, limit=names if limit is not None else None, check=check,
+                         extra_vars={"fleet_skip_converged": skip_converged})
     seconds = time.monotonic() - started
     if not check:
         _mark_incomplete(result)

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 from fleetdeploy.errors import InputError
 from fleetdeploy.nodes import ActionKind, ClusterAction, ClusterOutcome, ClusterPlan, Node, Outcome, ProgressCallback
+from fleetdeploy.orchestrator_api import LOCAL_NOT_RUNNING
 from fleetdeploy.orchestrator_spec import LOCAL
 from fleetdeploy.providers.local_docker import DockerCli, DockerError
 from fleetdeploy.providers.local_image import ensure_node_image, ensure_service_images
@@ -115,7 +116,7 @@ class LocalProvider:
             url = self.orchestrator_api_url()
             extra["fleet_orchestrator_api"] = url or ""
             if url is None:
-                extra["fleet_orchestrator_api_unavailable"] = self.orchestrator.NOT_RUNNING
+                extra["fleet_orchestrator_api_unavailable"] = LOCAL_NOT_RUNNING
         return extra
 
     def orchestrator_api_url(self) -> str | None:

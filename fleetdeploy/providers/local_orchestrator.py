@@ -30,8 +30,6 @@ API_USER_ALIAS = "fleetdeploy"
 
 
 class LocalOrchestrator:
-    NOT_RUNNING = "the local orchestrator is not running (run deploy.py up)"
-
     def __init__(self, fleet: Fleet, fleet_dir: Path, network: str, labels: dict[str, str]) -> None:
         self.fleet = fleet
         self.network = network
