@@ -69,8 +69,12 @@ def build_parser() -> argparse.ArgumentParser:
             "cluster is short of nodes.")
 
     configure = command("configure", "apply the roles (fixes drift); --check reports drift only",
-                        "Run playbooks/site.yml on every node (or --limit), reporting per node.")
+                        "Run playbooks/site.yml on every node (or --limit), reporting per node. A node whose "
+                        "convergence stamp still holds (same roles and inputs, nothing it records has drifted) "
+                        "ends after one task; --full runs every task on every node.")
     configure.add_argument("--check", action="store_true", help="report drift with diffs, change nothing")
+    configure.add_argument("--full", action="store_true",
+                           help="run every task on every node, skipping the convergence check")
     configure.add_argument("--limit", action="append", default=[], metavar="NODE",
                            help="only these nodes (name, instance id or unique prefix); repeatable or comma-separated")
     configure.add_argument("--rolling", action="store_true",

@@ -64,7 +64,7 @@ def cmd_up(ctx: Context) -> int:
         raise FleetError("no node came up; see the cluster table above")
     # Every node that is not converged is configured: new nodes, nodes whose last run failed or was cut short,
     # nodes adopted from an earlier run, and all of them after the roles or the fleet file changed.
-    configured = configure_nodes(ctx, nodes, None, check=False, skip_converged=not ctx.args.reconfigure_all)
+    configured = configure_nodes(ctx, nodes, None, check=False, full=ctx.args.reconfigure_all)
     joined = wait_for_nodes(ctx, [n.node for n in configured.nodes if n.state.ok])
     health = None if ctx.args.skip_health else health_of(ctx, nodes)
     result = UpResult(outcomes, str(ctx.inventory_file), configured, health, joined)
@@ -129,7 +129,7 @@ def cmd_configure(ctx: Context) -> int:
         rolled = configure_rolling(ctx, nodes, limit)
         show(ctx.console, rolled, ctx.args.output)
         return 0 if rolled.ok else 1
-    result = configure_nodes(ctx, nodes, limit, check=ctx.args.check)
+    result = configure_nodes(ctx, nodes, limit, check=ctx.args.check, full=ctx.args.full)
     show(ctx.console, result, ctx.args.output)
     return 0 if result.ok else 1
 

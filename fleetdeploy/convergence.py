@@ -1,8 +1,10 @@
 """The digest that says "this node was configured by these roles from these inputs" (site.yml's stamp).
 
-site.yml's last task writes `fleet_config_digest` to the node; `up` skips a node whose stamp matches, so healing
-costs work in proportion to the nodes replaced, and a node whose last run failed or was cut short (no stamp, or an
-older one) is configured again. The stamp lives on the node, so it survives a restart of the controller.
+site.yml's last task writes `fleet_config_digest` to the node, with the state of everything the roles manage
+(playbooks/library/fleet_convergence.py). `up` and `configure` skip a node whose stamp holds this digest and whose
+managed files, packages, services and containers are as recorded: healing costs work in proportion to the nodes
+replaced or drifted, and a node whose last run failed or was cut short (no stamp, or an older one) is configured
+again. The stamp lives on the node, so it survives a restart of the controller.
 
 The digest covers every file the roles and site.yml are made of, the fleet-wide variables, and the contents of the
 secret files (only as a SHA-256 inside the digest: a rotated token changes it, yet nothing about the token can be
@@ -19,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 # What a node's configuration is made of; molecule scenarios and READMEs change nothing on a node.
-_CONFIG_SOURCES = ("roles", "playbooks/site.yml", "ansible.cfg")
+_CONFIG_SOURCES = ("roles", "playbooks/site.yml", "playbooks/library", "ansible.cfg")
 _NOT_CONFIG = {"molecule", "README.md", "__pycache__", ".env.yml"}  # .env.yml: molecule's, per role
 
 

@@ -54,8 +54,10 @@ def _configure(console: Console, result: ConfigureResult) -> None:
     rows = [(n.node, styled(n.state), n.ok, n.changed, n.message) for n in result.nodes]
     print_table(console, title, ("node", "result", "ok", "changed", "error"), rows)
     if result.check:
-        for node in (n for n in result.nodes if n.changed):
+        for node in (n for n in result.nodes if n.changed or n.drift):
             console.print(Text.assemble((node.node, "bold"), f": {node.changed} task(s) would change"))
+            for found in node.drift:
+                _plain(console, f"  ! {found}")
             for task in node.changed_tasks:
                 _plain(console, f"  ~ {task}")
             for diff in node.diffs:

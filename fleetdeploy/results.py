@@ -83,6 +83,8 @@ class NodeRun:
     changed_tasks: list[str] = field(default_factory=list)
     diffs: list[str] = field(default_factory=list)
     outputs: list[str] = field(default_factory=list)
+    # What the convergence check found different from the node's stamp (empty when converged or with --full).
+    drift: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -98,7 +100,7 @@ class ConfigureResult:
 
     @property
     def drifted(self) -> list[str]:
-        return sorted(n.node for n in self.nodes if self.check and n.changed)
+        return sorted(n.node for n in self.nodes if self.check and (n.changed or n.drift))
 
 
 @dataclass(frozen=True)

@@ -28,18 +28,20 @@ def ansible_run(ctx: Context, title: str, targets: list[str], **kwargs: object) 
 
 def node_runs(result: RunResult) -> list[NodeRun]:
     return [NodeRun(node=name, state=r.state, ok=r.ok, changed=r.changed, failed=r.failed, skipped=r.skipped,
-                    message=r.message, changed_tasks=r.changed_tasks, diffs=r.diffs, outputs=r.outputs)
+                    message=r.message, changed_tasks=r.changed_tasks, diffs=r.diffs, outputs=r.outputs,
+                    drift=[str(d) for d in r.reports.get("fleet_report_drift") or []])
             for name, r in sorted(result.hosts.items())]
 
 
 def configure_nodes(ctx: Context, nodes: list[Node], limit: list[Node] | None, check: bool,
-                    skip_converged: bool = False) -> ConfigureResult:
-    """Apply site.yml; with skip_converged, nodes whose stamp matches this inventory's digest end after one task."""
+                    full: bool = False) -> ConfigureResult:
+    """Apply site.yml. A node whose convergence stamp still holds (same digest, nothing it records has drifted)
+    ends after one task; with full, every node runs every task."""
     names = [ctx.host(n) for n in (limit if limit is not None else nodes)]
     started = time.monotonic()
     result = ansible_run(ctx, "Drift check (no changes made)" if check else "Configuring nodes", names,
                          playbook=SITE_PLAYBOOK, limit=names if limit is not None else None, check=check,
-                         extra_vars={"fleet_skip_converged": skip_converged})
+                         extra_vars={"fleet_full_run": full})
     seconds = time.monotonic() - started
     if not check:
         _mark_incomplete(result)

@@ -56,9 +56,14 @@ def test_1_up_brings_every_node_up_healthy(fleet: Fleet) -> None:
 
 
 def test_2_second_configure_changes_nothing(fleet: Fleet) -> None:
+    # Every node's stamp holds: each ends after the convergence check.
     _, configured = fleet.json("configure")
     assert len(configured["nodes"]) == 3
-    assert all(n["state"] == "ok" and n["changed"] == 0 for n in configured["nodes"]), configured["nodes"]
+    assert all(n["state"] == "converged" and n["changed"] == 0 and n["drift"] == [] and n["ok"] <= 2
+               for n in configured["nodes"]), configured["nodes"]
+    # --full runs every task anyway, and still changes nothing.
+    _, full = fleet.json("configure", "--full")
+    assert all(n["state"] == "ok" and n["changed"] == 0 and n["ok"] > 40 for n in full["nodes"]), full["nodes"]
 
 
 def test_2a_up_on_a_converged_fleet_configures_nothing(fleet: Fleet) -> None:
@@ -164,6 +169,8 @@ def test_3_drift_is_reported_on_that_node_only_then_fixed(fleet: Fleet) -> None:
     _, drift = fleet.json("configure", "--check")
     assert drift["drifted"] == [fleet.host(drifted_id)]
     assert {n["node"] for n in drift["nodes"] if n["changed"]} == {fleet.host(drifted_id)}
+    assert sorted(d.split(":")[0] for d in by_key(drift["nodes"], "node")[fleet.host(drifted_id)]["drift"]) == \
+        ["container sensor", "file /etc/bacalhau/config.yaml"]
 
     fix = fleet.deploy("configure")
     assert fix.returncode == 0, fix.stdout[-6000:]
@@ -200,7 +207,7 @@ def test_5_one_unreachable_node_does_not_stop_the_others(fleet: Fleet) -> None:
         _, result = fleet.json("configure", expect=1)
         rows = by_key(result["nodes"], "node")
         assert rows[fleet.host(down_id)]["state"] == "unreachable"
-        assert all(rows[fleet.host(i)]["state"] == "ok" for i, _ in nodes[1:]), rows
+        assert all(rows[fleet.host(i)]["state"] == "converged" for i, _ in nodes[1:]), rows
         assert result["ok"] is False and Path(result["run_log"]).is_file()  # the full output is kept
     finally:
         docker_out("exec", down_container, "systemctl", "start", "ssh.service")

@@ -1,0 +1,145 @@
+"""The convergence stamp module (playbooks/library/fleet_convergence.py), run by real Ansible on this machine.
+
+What it measures on a node is covered by the E2E drift matrix; here: the record/verify contract on files, absent
+paths, directories and a real dpkg package, partial re-runs, and that bad manifests fail loudly. Also a static
+guard: every file a role's tasks write is in that role's manifest (vars/main.yml, __<role>_managed).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+ROLES = ("docker", "aws_credentials", "bacalhau", "sensor", "health_check")
+
+
+def _run(args: dict[str, Any], check_mode: bool = False) -> dict[str, Any]:
+    """One ad-hoc run of the module on localhost (real Ansible, local connection), its result from the json callback."""
+    env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_LOAD_CALLBACK_PLUGINS="1",
+               ANSIBLE_STDOUT_CALLBACK="ansible.posix.json", ANSIBLE_NOCOLOR="1",
+               PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    argv = ["ansible", "localhost", "-c", "local", "-i", "localhost,", "-M", str(REPO / "playbooks" / "library"),
+            "-m", "fleet_convergence", "-a", json.dumps(args),
+            "-e", f"ansible_python_interpreter={sys.executable}"]
+    if check_mode:
+        argv.append("--check")
+    proc = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=120, cwd=REPO)
+    data = json.loads(proc.stdout)
+    return data["plays"][0]["tasks"][0]["hosts"]["localhost"]
+
+
+@pytest.fixture
+def node(tmp_path: Path) -> dict[str, Any]:
+    files = tmp_path / "etc"
+    files.mkdir(mode=0o700)
+    (files / "a.conf").write_text("a\n")
+    (files / "b.conf").write_text("b\n")
+    return {
+        "stamp": str(tmp_path / "state" / "converged.json"),
+        "dir": files,
+        "roles": {
+            "base": {"files": [str(files / "a.conf")], "packages": ["python3"]},
+            "app": {"files": [str(files / "b.conf")], "directories": [str(files)],
+                    "absent": [str(tmp_path / "gone.conf")]},
+        },
+        "gone": tmp_path / "gone.conf",
+    }
+
+
+def _record(node: dict[str, Any], digest: str = "d1") -> dict[str, Any]:
+    return _run({"path": node["stamp"], "digest": digest, "mode": "record", "roles": node["roles"]})
+
+
+def _verify(node: dict[str, Any], digest: str = "d1") -> dict[str, Any]:
+    return _run({"path": node["stamp"], "digest": digest, "roles": ["base", "app"], "base_roles": ["base"]})
+
+
+def test_an_unchanged_node_is_converged_and_runs_nothing(node: dict[str, Any]) -> None:
+    assert _verify(node)["run_roles"] == ["base", "app"]  # no stamp yet: every role
+    recorded = _record(node)
+    assert recorded["changed"] is False and not recorded.get("failed"), recorded
+    assert os.stat(node["stamp"]).st_mode & 0o777 == 0o600
+    result = _verify(node)
+    assert (result["converged"], result["drift"], result["run_roles"]) == (True, [], []), result
+    assert result["ansible_facts"] == {"fleet_report_converged": True, "fleet_report_drift": []}
+    assert result["manifests"]["app"]["absent"] == [str(node["gone"])]
+
+
+def test_each_kind_of_drift_is_named_and_only_its_role_runs(node: dict[str, Any]) -> None:
+    _record(node)
+    (node["dir"] / "b.conf").write_text("edited\n")
+    node["dir"].chmod(0o755)
+    node["gone"].write_text("back\n")
+    result = _verify(node)
+    assert result["converged"] is False and result["run_roles"] == ["app"], result
+    assert result["drift"] == [f"{node['gone']}: present (the roles remove it)",
+                               f"directory {node['dir']}: mode changed",
+                               f"file {node['dir'] / 'b.conf'}: content changed"], result["drift"]
+
+
+def test_drift_in_a_base_role_runs_every_role(node: dict[str, Any]) -> None:
+    _record(node)
+    (node["dir"] / "a.conf").unlink()
+    result = _verify(node)
+    assert result["drift"] == [f"file {node['dir'] / 'a.conf'}: missing"]
+    assert result["run_roles"] == ["base", "app"]
+
+
+def test_other_roles_or_inputs_and_a_broken_stamp_run_everything(node: dict[str, Any]) -> None:
+    _record(node)
+    assert _verify(node, digest="d2")["drift"] == ["roles or inputs changed since the last run"]
+    Path(node["stamp"]).write_text("{not json")
+    result = _verify(node)
+    assert result["drift"] == ["unreadable convergence stamp"] and result["run_roles"] == ["base", "app"]
+
+
+def test_check_mode_writes_no_stamp(node: dict[str, Any]) -> None:
+    _run({"path": node["stamp"], "digest": "d1", "mode": "record", "roles": node["roles"]}, check_mode=True)
+    assert not Path(node["stamp"]).exists()
+
+
+def test_a_manifest_holding_something_else_than_paths_fails(node: dict[str, Any]) -> None:
+    # What a role reporting a registered result (a dict) instead of a path would hand over.
+    bad = {"base": {"files": [{"path": "/etc/x", "changed": False}]}}
+    result = _run({"path": node["stamp"], "digest": "d1", "mode": "record", "roles": bad})
+    assert result.get("failed") and "is not an absolute path" in result["msg"], result
+    typo = _run({"path": node["stamp"], "digest": "d1", "mode": "record", "roles": {"base": {"file": ["/x"]}}})
+    assert typo.get("failed") and "unknown manifest key 'file'" in typo["msg"], typo
+    assert not Path(node["stamp"]).exists()
+
+
+def _written_paths(role: str) -> set[str]:
+    """The `dest`/`cron_file` expressions of the role's tasks that write files on the node."""
+    writes = ("ansible.builtin.template", "ansible.builtin.copy", "ansible.builtin.cron")
+    found: set[str] = set()
+    for tasks_file in sorted((REPO / "roles" / role / "tasks").glob("*.yml")):
+        for task in yaml.safe_load(tasks_file.read_text()) or []:
+            for module in writes:
+                if module in task:
+                    args = task[module]
+                    found.add(str(args.get("dest") or args.get("cron_file")))
+    return found
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_every_file_a_role_writes_is_in_its_manifest(role: str) -> None:
+    manifest_text = yaml.safe_load((REPO / "roles" / role / "vars" / "main.yml").read_text())[f"__{role}_managed"]
+    declared = json.dumps(manifest_text) + json.dumps(
+        yaml.safe_load((REPO / "roles" / role / "vars" / "main.yml").read_text()).get(f"__{role}_repo_files", []))
+    for expression in _written_paths(role):
+        names = re.findall(r"__\w+|/[\w./-]+", expression)
+        if role == "health_check" and expression == "{{ __health_check_cron_file }}":
+            names = ["__health_check_cron_path"]  # the cron module's cron_file is a name under /etc/cron.d
+        assert names and all(name in declared for name in names), (role, expression, declared)
+    # And each role reports it: the last task sets <role>_managed from the declaration.
+    main = yaml.safe_load((REPO / "roles" / role / "tasks" / "main.yml").read_text())
+    assert main[-1]["ansible.builtin.set_fact"] == {f"{role}_managed": f"{{{{ __{role}_managed }}}}"}
