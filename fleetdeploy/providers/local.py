@@ -12,8 +12,10 @@ import os
 import secrets
 import shutil
 import subprocess
+import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from contextlib import suppress
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -71,6 +73,8 @@ chmod 0600 "$home/.ssh/authorized_keys"
 systemctl is-active --quiet ssh || systemctl restart ssh
 """
 SSH_READY_TRIES = 30
+# Nodes of one region booted at once (each is a systemd container with its own Docker engine).
+PARALLEL_CREATES = 4
 
 
 class NodeCreateError(Exception):
@@ -201,15 +205,23 @@ class LocalProvider:
         docker, public_key = self._validate()
         if docker.network_labels(self.network) is None:
             docker.network_create(self.network, {LABEL_FLEET: self.fleet.name})
-        outcomes = []
-        if self.local_orchestrator:
-            outcomes.append(self.orchestrator.ensure(docker, progress))
-        for region, spec in sorted(self.fleet.regions.items()):
-            outcomes.append(self._up_region(docker, region, spec.count, public_key, progress))
-        return outcomes
+        # Regions (and the local orchestrator) are independent: all start at once, as SkyPilot clusters would.
+        stop = threading.Event()
+        jobs: list[Callable[[], ClusterOutcome]] = [lambda: self.orchestrator.ensure(docker, progress)] \
+            if self.local_orchestrator else []
+        jobs += [lambda r=region, n=spec.count: self._up_region(docker, r, n, public_key, progress, stop)
+                 for region, spec in sorted(self.fleet.regions.items())]
+        pool = ThreadPoolExecutor(max_workers=len(jobs), thread_name_prefix="region")
+        try:
+            futures = [pool.submit(job) for job in jobs]
+            return [future.result() for future in futures]
+        finally:
+            stop.set()  # on Ctrl-C: no region starts another node; those booting finish (or are removed)
+            pool.shutdown(wait=True, cancel_futures=True)
 
     def _up_region(
-        self, docker: DockerCli, region: str, count: int, public_key: str, progress: ProgressCallback
+        self, docker: DockerCli, region: str, count: int, public_key: str, progress: ProgressCallback,
+        stop: threading.Event,
     ) -> ClusterOutcome:
         cluster = self.fleet.cluster_name(region)
         try:
@@ -229,10 +241,8 @@ class LocalProvider:
             if missing == 0:
                 progress(cluster, f"{len(running)} node(s) running")
                 return ClusterOutcome(cluster, region, Outcome.RELAUNCHED if stopped else Outcome.UNCHANGED)
-            for index in range(missing):
-                progress(cluster, f"creating node {index + 1}/{missing}")
-                instance_id = self._create_node(docker, region, public_key, lambda m: progress(cluster, m))
-                progress(cluster, f"node {instance_id} ready ({index + 1}/{missing})")
+            progress(cluster, f"creating {missing} node(s)")
+            self._create_nodes(docker, region, missing, public_key, lambda m: progress(cluster, m), stop)
         except (DockerError, NodeCreateError) as exc:
             progress(cluster, f"failed: {exc}")
             return ClusterOutcome(cluster, region, Outcome.FAILED, str(exc))
@@ -252,6 +262,30 @@ class LocalProvider:
                  "-p", "127.0.0.1::22"]
         # systemd as PID 1, whatever CMD the image was built with.
         return [*args, self.fleet.local.node_image, "/lib/systemd/systemd"]
+
+    def _create_nodes(self, docker: DockerCli, region: str, missing: int, public_key: str,
+                      say: Callable[[str], None], stop: threading.Event) -> None:
+        """Boot `missing` nodes, a few at once; every node that can be made is made, then the first error is raised."""
+
+        def create() -> str | None:
+            return None if stop.is_set() else self._create_node(docker, region, public_key, say)
+
+        errors: list[Exception] = []
+        ready = 0
+        with ThreadPoolExecutor(max_workers=min(missing, PARALLEL_CREATES), thread_name_prefix="node") as pool:
+            for future in as_completed([pool.submit(create) for _ in range(missing)]):
+                try:
+                    instance_id = future.result()
+                except (DockerError, NodeCreateError) as exc:
+                    errors.append(exc)
+                    continue
+                if instance_id is not None:
+                    ready += 1
+                    say(f"node {instance_id} ready ({ready}/{missing})")
+        if errors:
+            raise errors[0]
+        if stop.is_set() and ready < missing:
+            raise NodeCreateError("interrupted")
 
     def _create_node(self, docker: DockerCli, region: str, public_key: str, say: Callable[[str], None]) -> str:
         instance_id = f"lc-{secrets.token_hex(5)}"
