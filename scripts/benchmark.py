@@ -1,41 +1,57 @@
 #!/usr/bin/env python3
-"""Performance figures from one run on local fleets (not a test: nothing here passes or fails).
+"""Fleet-scale figures from one run, stock vs tuned, on local fleets (not a test: nothing here passes or fails).
 
-Measures: CLI start-up (`--help`, `status`), first configure of 1 vs N nodes (inside `up`), and the no-op
-re-run (`configure` on converged nodes) of 1 vs N nodes. Prints the figures and their ratios; the ratios are
-what to watch (N nodes should cost far less than N times one node when forks and pipelining work).
+For each fleet size N (default 1, 5, 20) and each mode it provisions a fresh local fleet, then measures four
+phases through the CLI: the first configure, a no-op configure, `configure --check` with no drift, and `health`.
+  stock: Ansible's own defaults (scripts/benchmark.py writes a near-empty ansible.cfg: only host key checking is
+         off, as throw-away nodes need) and every task on every node (`--full`);
+  tuned: the repo's ansible.cfg and the convergence stamp (an unchanged node ends after one task).
+Per phase: wall time, controller CPU (deploy.py and all its children), node CPU (the node containers' cgroups),
+the controller's peak RSS, the task and changed counts (Ansible's recap). It also times a multi-region `up`
+against each region alone, and the CLI start-up.
 
-Usage: .venv/bin/python scripts/benchmark.py [--nodes N] [--repeat K]
-Needs what scripts/setup.sh installs (Docker engine, local images, test-double archives).
+Writes docs/benchmark.json, docs/benchmark.png and docs/benchmark.md (table, per-role breakdown of the first
+configure, the targets of issue 9). Needs what scripts/setup.sh installs, plus `pip install -e .[bench]`.
+Usage: .venv/bin/python scripts/benchmark.py [--nodes 1,5,20] [--out docs]
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
-import statistics
-import subprocess
+import re
 import sys
 import tempfile
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+from benchmark_probe import measure  # noqa: E402 - a sibling module of this script
+from benchmark_report import write_chart, write_markdown  # noqa: E402
+
 ARCHIVES = REPO / ".cache" / "images"
+STOCK_CFG = "[defaults]\n# Ansible's defaults, except what throw-away nodes with new host keys need.\nhost_key_checking = False\n"
+PHASES = {"first": ["configure"], "noop": ["configure"], "check": ["configure", "--check"], "health": ["health"]}
+RECAP = re.compile(r"^(\S+)\s+: ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)\s+skipped=(\d+)", re.M)
+ROLE_TIME = re.compile(r"^(\w+) -+ (\d+\.\d+)s$", re.M)
 
 
-def write_fleet(work: Path, name: str, nodes: int) -> Path:
+def write_fleet(work: Path, name: str, regions: dict[str, int]) -> Path:
     token = work / "orchestrator.token"
-    token.write_text(f"bench-{uuid.uuid4().hex}\n")
-    token.chmod(0o600)
+    if not token.exists():
+        token.write_text(f"bench-{uuid.uuid4().hex}\n")
+        token.chmod(0o600)
+    lines = "\n".join(f"  {region}: {{count: {count}}}" for region, count in regions.items())
     fleet = work / f"{name}.yaml"
-    fleet.write_text(
-        f"""name: {name}
+    fleet.write_text(f"""name: {name}
 provider: local
 regions:
-  us-east-1: {{count: {nodes}}}
+{lines}
 orchestrator: {{endpoint: local, token_file: {token}}}
 bacalhau: {{version: v1.9.3, image: localhost/bacalhau-double:test}}
 sensor: {{version: test, image: localhost/sensor-double:test}}
@@ -43,77 +59,138 @@ images:
   source: archive
   bacalhau_archive: {ARCHIVES / 'bacalhau-double.tar'}
   sensor_archive: {ARCHIVES / 'sensor-double.tar'}
-"""
-    )
+""")
     return fleet
 
 
-def run(argv: list[str], env: dict[str, str], check: bool = True) -> tuple[float, str]:
-    start = time.perf_counter()
-    result = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True)
-    elapsed = time.perf_counter() - start
-    if check and result.returncode != 0:
-        raise SystemExit(f"benchmark: {' '.join(argv[1:])} failed (exit {result.returncode}):\n"
-                         f"{result.stdout[-3000:]}\n{result.stderr[-2000:]}")
-    return elapsed, result.stdout
+def provision(fleet_file: Path) -> float:
+    """Create the fleet's nodes (the provider alone, no configure), in seconds."""
+    from fleetdeploy.config import load_fleet
+    from fleetdeploy.paths import state_dir
+    from fleetdeploy.providers.local import LocalProvider
+
+    started = time.perf_counter()
+    outcomes = LocalProvider(load_fleet(fleet_file), state_dir()).up(lambda cluster, message: None)
+    failed = [f"{o.cluster}: {o.error}" for o in outcomes if o.error]
+    if failed:
+        raise SystemExit(f"benchmark: provisioning failed: {'; '.join(failed)}")
+    return time.perf_counter() - started
 
 
-def timed(argv: list[str], env: dict[str, str], check: bool = True) -> float:
-    return run(argv, env, check)[0]
+def _deploy(fleet_file: Path, *args: str) -> list[str]:
+    return [sys.executable, str(REPO / "deploy.py"), "-f", str(fleet_file), *args]
 
 
-def configure_seconds(output: str) -> float:
-    """The Ansible part alone, without provisioning: `seconds` of the configure result (`--output json`)."""
-    data = json.loads(output)
-    configure = data.get("configure", data)  # `up` nests it; `configure` is it
-    if configure is None or "seconds" not in configure:
-        raise SystemExit("benchmark: no configure result in the JSON output")
-    return float(configure["seconds"])
+def _recap(state: Path, fleet: str) -> tuple[int, int, dict[str, float]]:
+    """Tasks and changed summed over the nodes, and seconds per role, from the phase's run log."""
+    runs = sorted((state / fleet / "runs").glob("*.log"), key=lambda p: p.stat().st_mtime)
+    text = runs[-1].read_text() if runs else ""
+    rows = RECAP.findall(text)
+    tasks = sum(int(ok) + int(failed) + int(skipped) for _, ok, _, _, failed, skipped in rows)
+    changed = sum(int(row[2]) for row in rows)
+    roles = {name: float(seconds) for name, seconds in ROLE_TIME.findall(text.split("ROLES RECAP")[-1])} \
+        if "ROLES RECAP" in text else {}
+    return tasks, changed, roles
 
 
-def measure_fleet(work: Path, nodes: int, repeat: int, env: dict[str, str]) -> dict[str, float]:
-    name = f"bench{nodes}x{uuid.uuid4().hex[:4]}"
-    fleet = write_fleet(work, name, nodes)
-    deploy = [sys.executable, str(REPO / "deploy.py"), "-f", str(fleet)]
-    figures: dict[str, float] = {}
+def run_mode(work: Path, env: dict[str, str], nodes: int, mode: str) -> tuple[list[dict[str, Any]], dict[str, float]]:
+    name = f"b{nodes}{mode[0]}{uuid.uuid4().hex[:4]}"
+    fleet_file = write_fleet(work, name, {"us-east-1": nodes})
+    state = Path(env["FLEETDEPLOY_STATE_DIR"])
+    phase_env = dict(env)
+    if mode == "stock":
+        stock_cfg = work / "stock-ansible.cfg"
+        stock_cfg.write_text(STOCK_CFG)
+        phase_env["FLEETDEPLOY_ANSIBLE_CONFIG"] = str(stock_cfg)
+    runs, roles = [], {}
     try:
-        up_seconds, output = run(deploy + ["up", "--skip-health", "--output", "json"], env)
-        figures["up (provision + first configure)"] = up_seconds
-        figures["first configure (ansible only)"] = configure_seconds(output)
-        noop = [run(deploy + ["configure", "--output", "json"], env)[1] for _ in range(repeat)]
-        figures["no-op configure (ansible only)"] = statistics.median(configure_seconds(o) for o in noop)
-        figures["health"] = timed(deploy + ["health"], env)
-        figures["status"] = statistics.median(timed(deploy + ["status"], env) for _ in range(repeat))
+        seconds = provision(fleet_file)
+        print(f"  N={nodes} {mode}: {nodes} node(s) provisioned in {seconds:.0f} s", flush=True)
+        for phase, args in PHASES.items():
+            argv = _deploy(fleet_file, *args, *(["--full"] if mode == "stock" and phase != "health" else []),
+                           "--output", "json")
+            # The per-role breakdown of the first configure (ansible.posix.profile_roles in the run log).
+            extra = {"ANSIBLE_CALLBACKS_ENABLED": "ansible.posix.profile_roles"} if phase == "first" else {}
+            result = measure(argv, phase_env | extra, REPO, name)
+            if result.returncode != 0:
+                raise SystemExit(f"benchmark: {' '.join(args)} (N={nodes}, {mode}) failed, exit {result.returncode}:"
+                                 f"\n{result.stdout[-3000:]}\n{result.stderr[-2000:]}")
+            tasks, changed, per_role = _recap(state, name)
+            if phase == "first":
+                roles = per_role
+            runs.append({"nodes": nodes, "mode": mode, "phase": phase, "wall_s": result.wall_s,
+                         "controller_cpu_s": result.controller_cpu_s, "node_cpu_s": result.node_cpu_s,
+                         "controller_peak_rss_mb": result.controller_peak_rss_mb, "tasks": tasks, "changed": changed})
+            print(f"    {phase:6} wall {result.wall_s:7.1f} s  controller {result.controller_cpu_s:7.1f} s  "
+                  f"nodes {result.node_cpu_s:7.1f} s  rss {result.controller_peak_rss_mb:6.0f} MB  "
+                  f"tasks {tasks:5}  changed {changed}", flush=True)
     finally:
-        timed(deploy + ["down", "--yes"], env, check=False)
-    return figures
+        measure(_deploy(fleet_file, "down", "--yes"), env, REPO, name)
+    return runs, roles
+
+
+def regions_in_parallel(work: Path, env: dict[str, str], per_region: int) -> dict[str, Any]:
+    """One 3-region fleet against each of its regions alone: creating the nodes only (what `up` does first)."""
+    regions = {"us-east-1": per_region, "eu-west-1": per_region, "ap-south-1": per_region}
+    alone = {}
+    for region, count in regions.items():
+        fleet_file = write_fleet(work, f"r{uuid.uuid4().hex[:5]}", {region: count})
+        try:
+            alone[region] = round(provision(fleet_file), 1)
+        finally:
+            measure(_deploy(fleet_file, "down", "--yes"), env, REPO, "none")
+    fleet_file = write_fleet(work, f"r{uuid.uuid4().hex[:5]}", regions)
+    try:
+        together = round(provision(fleet_file), 1)
+    finally:
+        measure(_deploy(fleet_file, "down", "--yes"), env, REPO, "none")
+    return {"nodes_per_region": per_region, "regions_alone_s": alone, "fleet_s": together,
+            "ratio_to_slowest": round(together / max(alone.values()), 2)}
+
+
+def cli_startup(env: dict[str, str]) -> float:
+    samples = []
+    for _ in range(5):
+        started = time.perf_counter()
+        measure([sys.executable, str(REPO / "deploy.py"), "--help"], env, REPO, "none")
+        samples.append(time.perf_counter() - started)
+    return round(sorted(samples)[2], 3)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--nodes", type=int, default=3, help="size of the larger fleet (default 3)")
-    parser.add_argument("--repeat", type=int, default=3, help="repetitions of the quick measurements")
+    parser.add_argument("--nodes", default="1,5,20", help="fleet sizes, comma-separated (default 1,5,20)")
+    parser.add_argument("--modes", default="stock,tuned", help="stock, tuned or both (default)")
+    parser.add_argument("--region-nodes", type=int, default=2, help="nodes per region of the multi-region test")
+    parser.add_argument("--out", type=Path, default=REPO / "docs", help="where the json, png and md go")
     args = parser.parse_args()
-    if args.nodes < 2 or args.repeat < 1:
-        parser.error("--nodes must be at least 2 and --repeat at least 1")
+    sizes = [int(n) for n in args.nodes.split(",")]
+    modes = args.modes.split(",")
+    if any(n < 1 for n in sizes) or not set(modes) <= {"stock", "tuned"} or args.region_nodes < 1:
+        parser.error("--nodes must be positive counts, --modes stock and/or tuned, --region-nodes at least 1")
+    for needed in ("matplotlib", "psutil"):
+        if importlib.util.find_spec(needed) is None:
+            parser.error(f"{needed} is missing: pip install -e '.[bench]'")
 
     with tempfile.TemporaryDirectory(prefix="fleetdeploy-bench-") as tmp:
         work = Path(tmp)
-        env = dict(os.environ, FLEETDEPLOY_STATE_DIR=str(work / "state"), NO_COLOR="1",
+        env = dict(os.environ, FLEETDEPLOY_STATE_DIR=str(work / "state"), NO_COLOR="1", COLUMNS="200",
                    PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
-        help_time = statistics.median(
-            timed([sys.executable, str(REPO / "deploy.py"), "--help"], env) for _ in range(args.repeat))
-        one = measure_fleet(work, 1, args.repeat, env)
-        many = measure_fleet(work, args.nodes, args.repeat, env)
+        os.environ["FLEETDEPLOY_STATE_DIR"] = env["FLEETDEPLOY_STATE_DIR"]  # provision() runs in this process
+        report: dict[str, Any] = {"machine": f"{os.cpu_count()} cores", "date": time.strftime("%Y-%m-%d"),
+                                  "cli_startup_s": cli_startup(env), "runs": [], "first_configure_roles": {}}
+        for nodes in sizes:
+            for mode in modes:
+                runs, roles = run_mode(work, env, nodes, mode)
+                report["runs"] += runs
+                report["first_configure_roles"][f"{mode}-{nodes}"] = roles
+        report["up_regions"] = regions_in_parallel(work, env, args.region_nodes)
 
-    print(f"{'figure':38} {'1 node':>9} {f'{args.nodes} nodes':>9} {'ratio':>7}")
-    for key in one:
-        ratio = many[key] / one[key] if one[key] else float("nan")
-        print(f"{key:38} {one[key]:8.2f}s {many[key]:8.2f}s {ratio:6.2f}x")
-    print(f"{'deploy.py --help':38} {help_time:8.2f}s")
-    first = "first configure (ansible only)"
-    print(f"configure cost per node at {args.nodes} nodes relative to 1 node: "
-          f"{many[first] / (args.nodes * one[first]):.2f} (1.00 = no parallelism; lower is better)")
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "benchmark.json").write_text(json.dumps(report, indent=2) + "\n")
+    write_chart(report, args.out / "benchmark.png")
+    (args.out / "benchmark.md").write_text(write_markdown(report))
+    print(f"wrote {args.out / 'benchmark.json'}, benchmark.png and benchmark.md")
     return 0
 
 

@@ -1,0 +1,109 @@
+"""The chart and the Markdown page of scripts/benchmark.py's figures (docs/benchmark.png, docs/benchmark.md)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+PHASE_NAMES = {"first": "first configure", "noop": "no-op configure", "check": "configure --check (no drift)",
+               "health": "health"}
+
+
+def _run(report: dict[str, Any], nodes: int, mode: str, phase: str) -> dict[str, Any] | None:
+    return next((r for r in report["runs"] if (r["nodes"], r["mode"], r["phase"]) == (nodes, mode, phase)), None)
+
+
+def targets(report: dict[str, Any]) -> list[tuple[str, str, bool | None]]:
+    """(what, measured, met) for each target of issue 9; met is None when the run lacks the figures."""
+    sizes = sorted({r["nodes"] for r in report["runs"]})
+    largest, rows = sizes[-1], []
+    noop_big, noop_one = _run(report, largest, "tuned", "noop"), _run(report, 1, "tuned", "noop")
+    first_five, first_one = _run(report, 5, "tuned", "first"), _run(report, 1, "tuned", "first")
+    if noop_big:
+        per_node = noop_big["controller_cpu_s"] / largest
+        rows.append((f"tuned no-op controller CPU per node at N={largest} <= 1.0 s", f"{per_node:.2f} s "
+                     f"(changed={noop_big['changed']})", per_node <= 1.0 and noop_big["changed"] == 0))
+    if noop_big and noop_one:
+        ratio = noop_big["wall_s"] / noop_one["wall_s"]
+        rows.append((f"tuned no-op wall(N={largest}) / wall(N=1) <= 4", f"{ratio:.2f}", ratio <= 4))
+    if first_five and first_one:
+        ratio = first_five["wall_s"] / first_one["wall_s"]
+        rows.append(("tuned first configure wall(N=5) / wall(N=1) <= 2", f"{ratio:.2f}", ratio <= 2))
+    peak = max((r["controller_peak_rss_mb"] for r in report["runs"] if r["nodes"] == largest), default=None)
+    if peak is not None:
+        rows.append((f"controller peak RSS at N={largest} < 2048 MB", f"{peak:.0f} MB", peak < 2048))
+    regions = report.get("up_regions")
+    if regions:
+        rows.append(("multi-region up <= 1.3 x the slowest region alone",
+                     f"{regions['fleet_s']:.1f} s vs {max(regions['regions_alone_s'].values()):.1f} s "
+                     f"({regions['ratio_to_slowest']:.2f}x)", regions["ratio_to_slowest"] <= 1.3))
+    return rows
+
+
+def write_markdown(report: dict[str, Any]) -> str:
+    lines = [
+        "# Benchmark figures",
+        "",
+        f"`scripts/benchmark.py` on the development machine ({report['machine']}, {report['date']}): local fleets",
+        "whose node containers share the controller's cores, with the test-double service images. Generated: edit",
+        "the script, not this page. **stock**: Ansible's defaults and every task (`--full`); **tuned**: the repo's",
+        "ansible.cfg and the convergence stamp. CPU/node is controller CPU divided by N.",
+        "",
+        "| N | mode | phase | wall | controller CPU | CPU/node | node CPU | peak RSS | tasks | changed |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in report["runs"]:
+        lines.append(f"| {r['nodes']} | {r['mode']} | {PHASE_NAMES[r['phase']]} | {r['wall_s']:.1f} s | "
+                     f"{r['controller_cpu_s']:.1f} s | {r['controller_cpu_s'] / r['nodes']:.2f} s | "
+                     f"{r['node_cpu_s']:.1f} s | {r['controller_peak_rss_mb']:.0f} MB | {r['tasks']} | "
+                     f"{r['changed']} |")
+    lines += ["", "## Targets (issue 9)", "", "| target | measured | met |", "|---|---|---|"]
+    for what, measured, met in targets(report):
+        lines.append(f"| {what} | {measured} | {'yes' if met else 'NO' if met is not None else '?'} |")
+    roles = report.get("first_configure_roles") or {}
+    if roles:
+        columns = sorted(roles, key=lambda k: (k.split("-")[0], int(k.split("-")[1])))
+        names = sorted({name for per in roles.values() for name in per})
+        lines += ["", "## First configure, seconds per role", "",
+                  "Wall time spent in each role (ansible.posix.profile_roles; with the linear strategy every node",
+                  "runs a task before the next task starts, so these add up to the run).", "",
+                  "| role | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
+        for name in names:
+            lines.append(f"| {name} | " + " | ".join(f"{roles[c].get(name, 0):.1f}" for c in columns) + " |")
+    regions = report.get("up_regions")
+    if regions:
+        alone = ", ".join(f"{region} {seconds:.1f} s" for region, seconds in regions["regions_alone_s"].items())
+        lines += ["", "## Multi-region up", "",
+                  f"Creating {regions['nodes_per_region']} node(s) in each of 3 regions: {regions['fleet_s']:.1f} s "
+                  f"for the fleet; each region alone: {alone}."]
+    lines += ["", f"`deploy.py --help` (CLI start-up, median of 5): {report['cli_startup_s']:.2f} s.", ""]
+    return "\n".join(lines)
+
+
+def write_chart(report: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (cpu_axis, wall_axis) = plt.subplots(1, 2, figsize=(11, 4.2))
+    for mode, style in (("stock", "--"), ("tuned", "-")):
+        for phase, colour in (("noop", "tab:blue"), ("check", "tab:orange"), ("first", "tab:green")):
+            runs = sorted((r for r in report["runs"] if r["mode"] == mode and r["phase"] == phase),
+                          key=lambda r: r["nodes"])
+            if not runs:
+                continue
+            sizes = [r["nodes"] for r in runs]
+            label = f"{mode} {PHASE_NAMES[phase]}"
+            cpu_axis.plot(sizes, [r["controller_cpu_s"] / r["nodes"] for r in runs], style, color=colour,
+                          marker="o", label=label)
+            wall_axis.plot(sizes, [r["wall_s"] for r in runs], style, color=colour, marker="o", label=label)
+    cpu_axis.set(title="Controller CPU per node", xlabel="nodes (N)", ylabel="seconds per node")
+    wall_axis.set(title="Wall time", xlabel="nodes (N)", ylabel="seconds")
+    for axis in (cpu_axis, wall_axis):
+        axis.grid(alpha=0.3)
+        axis.set_ylim(bottom=0)
+    wall_axis.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
