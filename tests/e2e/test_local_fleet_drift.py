@@ -84,9 +84,12 @@ def _drift_keys(items: list[str]) -> set[str]:
 def test_stamp_manifest_lists_every_file_the_roles_write(fleet: Fleet) -> None:
     for container in fleet.containers().values():
         stamp = json.loads(docker_out("exec", container, "cat", STAMP))
-        assert set(stamp["manifest"]["files"]) == ROLE_FILES, stamp["manifest"]["files"]
-        assert stamp["manifest"]["containers"] == ["bacalhau", "sensor"]
-        assert "cron" in stamp["manifest"]["packages"] and "docker" in stamp["manifest"]["services"]
+        manifests = stamp["roles"]
+        assert sorted(manifests) == ["aws_credentials", "bacalhau", "docker", "health_check", "sensor"]
+        files = [path for manifest in manifests.values() for path in manifest["files"]]
+        assert sorted(files) == sorted(ROLE_FILES), files  # each file once, owned by one role
+        assert (manifests["bacalhau"]["containers"], manifests["sensor"]["containers"]) == (["bacalhau"], ["sensor"])
+        assert "cron" in manifests["health_check"]["packages"] and manifests["docker"]["services"] == ["docker"]
         mode = docker_out("exec", container, "stat", "-c", "%a %U", STAMP).split()
         assert mode == ["600", "root"], mode  # checksums of secret files: root only
 
