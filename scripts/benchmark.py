@@ -149,12 +149,9 @@ def regions_in_parallel(work: Path, env: dict[str, str], per_region: int) -> dic
 
 
 def cli_startup(env: dict[str, str]) -> float:
-    samples = []
-    for _ in range(5):
-        started = time.perf_counter()
-        measure([sys.executable, str(REPO / "deploy.py"), "--help"], env, REPO, "none")
-        samples.append(time.perf_counter() - started)
-    return round(sorted(samples)[2], 3)
+    samples = sorted(measure([sys.executable, str(REPO / "deploy.py"), "--help"], env, REPO, "none").wall_s
+                     for _ in range(5))
+    return samples[2]
 
 
 def main() -> int:

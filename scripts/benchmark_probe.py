@@ -2,8 +2,8 @@
 
 Controller CPU is the user + sys time of the command and every descendant it waited for (ansible-playbook, its
 forks, ssh, docker CLI): RUSAGE_CHILDREN of this process, before and after. Peak RSS is the largest sum of the
-resident sets of the command's whole process tree, sampled every 0.2 s (shared pages count once per process:
-an upper bound). Node CPU is the node containers' cgroup CPU (cpuacct, which includes the containers nested in
+resident sets of the command's whole process tree and of the SSH ControlPersist masters it started (they detach
+from the tree), sampled every 0.2 s (shared pages count once per process: an upper bound). Node CPU is the node containers' cgroup CPU (cpuacct, which includes the containers nested in
 them), before and after.
 """
 
@@ -62,10 +62,21 @@ def _nodes_cpu_ns(ids: list[str]) -> int:
     return total
 
 
+def _ssh_masters_since(started: float) -> list[psutil.Process]:
+    """SSH ControlPersist masters started by this command: detached from its tree, yet its memory."""
+    masters = []
+    for process in psutil.process_iter(["name", "cmdline", "create_time"]):
+        info = process.info
+        if info["name"] == "ssh" and info["create_time"] >= started and "[mux]" in " ".join(info["cmdline"] or []):
+            masters.append(process)
+    return masters
+
+
 class _RssSampler(threading.Thread):
     def __init__(self, pid: int) -> None:
         super().__init__(daemon=True)
         self.pid = pid
+        self.started = time.time() - 1
         self.peak = 0
         self.done = threading.Event()
 
@@ -77,7 +88,7 @@ class _RssSampler(threading.Thread):
             except psutil.Error:
                 return
             total = 0
-            for process in tree:
+            for process in tree + _ssh_masters_since(self.started):
                 try:
                     total += process.memory_info().rss
                 except psutil.Error:

@@ -61,9 +61,6 @@ def test_2_second_configure_changes_nothing(fleet: Fleet) -> None:
     assert len(configured["nodes"]) == 3
     assert all(n["state"] == "converged" and n["changed"] == 0 and n["drift"] == [] and n["ok"] <= 2
                for n in configured["nodes"]), configured["nodes"]
-    # --full runs every task anyway, and still changes nothing.
-    _, full = fleet.json("configure", "--full")
-    assert all(n["state"] == "ok" and n["changed"] == 0 and n["ok"] > 40 for n in full["nodes"]), full["nodes"]
 
 
 def test_2a_up_on_a_converged_fleet_configures_nothing(fleet: Fleet) -> None:
@@ -211,8 +208,9 @@ def test_5_one_unreachable_node_does_not_stop_the_others(fleet: Fleet) -> None:
         assert result["ok"] is False and Path(result["run_log"]).is_file()  # the full output is kept
     finally:
         docker_out("exec", down_container, "systemctl", "start", "ssh.service")
-    again = fleet.deploy("configure")
-    assert again.returncode == 0, again.stdout[-6000:]
+    # Nothing the roles manage changed on it: --full runs every task on every node anyway, and changes nothing.
+    _, again = fleet.json("configure", "--full")
+    assert all(n["state"] == "ok" and n["changed"] == 0 and n["ok"] > 40 for n in again["nodes"]), again["nodes"]
 
 
 def _set_count(fleet: Fleet, region: str, count: int) -> None:
