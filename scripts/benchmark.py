@@ -35,7 +35,8 @@ from benchmark_probe import measure  # noqa: E402 - a sibling module of this scr
 from benchmark_report import write_chart, write_markdown  # noqa: E402
 
 ARCHIVES = REPO / ".cache" / "images"
-STOCK_CFG = "[defaults]\n# Ansible's defaults, except what throw-away nodes with new host keys need.\nhost_key_checking = False\n"
+# Ansible's defaults, except what throw-away nodes with new host keys need.
+STOCK_CFG = "[defaults]\nhost_key_checking = False\n"
 PHASES = {"first": ["configure"], "noop": ["configure"], "check": ["configure", "--check"], "health": ["health"]}
 RECAP = re.compile(r"^(\S+)\s+: ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)\s+skipped=(\d+)", re.M)
 ROLE_TIME = re.compile(r"^(\w+) -+ (\d+\.\d+)s$", re.M)

@@ -3,8 +3,8 @@
 Controller CPU is the user + sys time of the command and every descendant it waited for (ansible-playbook, its
 forks, ssh, docker CLI): RUSAGE_CHILDREN of this process, before and after. Peak RSS is the largest sum of the
 resident sets of the command's whole process tree and of the SSH ControlPersist masters it started (they detach
-from the tree), sampled every 0.2 s (shared pages count once per process: an upper bound). Node CPU is the node containers' cgroup CPU (cpuacct, which includes the containers nested in
-them), before and after.
+from the tree), sampled every 0.2 s (shared pages count once per process: an upper bound). Node CPU is the
+node containers' cgroup CPU (cpuacct, which includes the containers nested in them), before and after.
 """
 
 from __future__ import annotations
