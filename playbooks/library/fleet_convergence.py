@@ -91,6 +91,9 @@ manifests:
 """
 
 KINDS = ("files", "absent", "directories", "packages", "services", "containers")
+# How each kind names its things in the state and in drift lines ("file /etc/x", "container sensor").
+KIND_LABEL = {"files": "file", "absent": "absent", "directories": "directory", "packages": "package",
+              "services": "service", "containers": "container"}
 PATH_KINDS = ("files", "absent", "directories")
 DPKG_STATUS = "/var/lib/dpkg/status"
 
@@ -181,22 +184,34 @@ def _containers(module: AnsibleModule, names: List[str]) -> Dict[str, Any]:
     return states
 
 
+def _key(kind: str, name: str) -> str:
+    return f"{KIND_LABEL[kind]} {name}"
+
+
 def measure(module: AnsibleModule, manifest: Dict[str, List[str]]) -> Dict[str, Any]:
     """The state of every managed thing, keyed "kind name" (the keys name drift without saying any value)."""
     state: Dict[str, Any] = {}
     for path in manifest["files"]:
-        state[f"file {path}"] = _path_state(path, want_checksum=True)
+        state[_key("files", path)] = _path_state(path, want_checksum=True)
     for path in manifest["absent"]:
-        state[f"absent {path}"] = {"exists": os.path.lexists(path)}
+        state[_key("absent", path)] = {"exists": os.path.lexists(path)}
     for path in manifest["directories"]:
-        state[f"directory {path}"] = _path_state(path, want_checksum=False)
+        state[_key("directories", path)] = _path_state(path, want_checksum=False)
     if manifest["packages"]:
         versions = (_dpkg_packages(manifest["packages"]) if os.path.exists(DPKG_STATUS)
                     else _rpm_packages(module, manifest["packages"]))
-        state.update({f"package {name}": version for name, version in versions.items()})
-    state.update({f"service {name}": s for name, s in _services(module, manifest["services"]).items()})
-    state.update({f"container {name}": s for name, s in _containers(module, manifest["containers"]).items()})
+        state.update({_key("packages", name): version for name, version in versions.items()})
+    state.update({_key("services", name): s for name, s in _services(module, manifest["services"]).items()})
+    state.update({_key("containers", name): s for name, s in _containers(module, manifest["containers"]).items()})
     return state
+
+
+def measure_roles(module: AnsibleModule, manifests: Dict[str, Dict[str, List[str]]]) -> Dict[str, Dict[str, Any]]:
+    """Each role's state, from one measurement of all of them (one systemctl and one docker call per node)."""
+    union = clean_manifest({kind: [name for m in manifests.values() for name in m[kind]] for kind in KINDS})
+    state = measure(module, union)
+    return {role: {_key(kind, name): state[_key(kind, name)] for kind in KINDS for name in manifest[kind]}
+            for role, manifest in manifests.items()}
 
 
 def describe(key: str, recorded: Any, current: Any) -> str:
@@ -244,8 +259,9 @@ def verify(module: AnsibleModule, path: str, digest: str, roles: List[str], base
         return _unusable("unreadable convergence stamp", roles)
     drift: List[str] = []
     drifted_roles = []
+    measured = measure_roles(module, manifests)
     for role in roles:
-        current = measure(module, manifests[role])
+        current = measured[role]
         found = [describe(key, recorded[role].get(key), current[key]) for key in sorted(current)
                  if key not in recorded[role] or recorded[role][key] != current[key]]
         drift.extend(found)
@@ -257,7 +273,7 @@ def verify(module: AnsibleModule, path: str, digest: str, roles: List[str], base
 
 def record(module: AnsibleModule, path: str, digest: str, manifests: Dict[str, Dict[str, List[str]]]) -> None:
     stamp = {"digest": digest, "roles": manifests,
-             "state": {role: measure(module, manifest) for role, manifest in manifests.items()}}
+             "state": measure_roles(module, manifests)}
     directory = os.path.dirname(path)
     os.makedirs(directory, mode=0o755, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=directory, prefix=".converged.")
