@@ -75,3 +75,9 @@ labels:
     for leftover in handle.containers().values():
         subprocess.run(["docker", "rm", "-f", "-v", leftover], capture_output=True)
     handle.inventory.unlink(missing_ok=True)  # a failed down must not leave dead hosts in inventory/
+    # Variants the tests built on the host (build_variant tags them "<fleet name>-...").
+    listed = subprocess.run(["docker", "images", "--format", "{{.Repository}}:{{.Tag}}"],
+                            capture_output=True, text=True).stdout.split()
+    variants = [image for image in listed if image.rsplit(":", 1)[-1].startswith(f"{name}-")]
+    if variants:
+        subprocess.run(["docker", "rmi", *variants], capture_output=True)
