@@ -56,8 +56,11 @@ def no_progress(cluster: str, message: str) -> None:
 # Unit level: a fake `docker` on PATH that logs every argv and answers like the real CLI would.
 
 FAKE_DOCKER = r'''#!PYTHON
-import json, os, sys
+import fcntl, json, os, sys
 args = sys.argv[1:]
+# The provider creates regions and the orchestrator in parallel: one fake call at a time, like one engine's state.
+lock = open(os.environ["FAKE_LOG"] + ".lock", "w")
+fcntl.flock(lock, fcntl.LOCK_EX)
 with open(os.environ["FAKE_LOG"], "a") as log:
     log.write(json.dumps(args) + "\n")
 state_file = os.environ["FAKE_STATE"]
@@ -401,7 +404,7 @@ def test_orchestrator_is_replaced_only_when_its_config_changes(
         return next(o.action for o in provider.up(no_progress) if o.cluster == orchestrator)
 
     assert action() == "launched"
-    run = next(argv for argv in calls(fake_docker) if argv[0] == "run")
+    run = next(argv for argv in calls(fake_docker) if argv[0] == "run" and "serve" in argv)
     # The API is published on loopback only (health/status/up read the orchestrator's view there).
     assert [a for i, a in enumerate(run) if i and run[i - 1] == "-p"] == ["127.0.0.1::1234/tcp"]
     assert provider.orchestrator_api_url() == "http://127.0.0.1:40000"
