@@ -27,7 +27,8 @@ readonly IMG_SENSOR="localhost/sensor-double:test"
 readonly BASE_PACKAGES="python3,python3-apt,systemd,systemd-sysv,openssh-server,sudo,ca-certificates,iproute2"
 # tzdata: the sensor double validates IANA timezone names with zoneinfo, like the simulator.
 readonly PYTHON_PACKAGES="python3,python3-yaml,nats-server,tzdata"
-readonly NODE_EXTRA_PACKAGES="docker.io docker-cli docker-compose python3-requests"
+# cron: Ubuntu's server AMIs ship it, so a fleet node has it before the health_check role runs.
+readonly NODE_EXTRA_PACKAGES="docker.io docker-cli docker-compose python3-requests cron"
 
 REBUILD=0
 REBOOTSTRAP=0
@@ -164,13 +165,23 @@ sources_newer() {
   [[ -n "${newest}" && "${newest}" -gt "$(image_created_epoch "${image}")" ]]
 }
 
-# build_step IMAGE FUNCTION ARGS...: skips existing images unless --rebuild (or, for the doubles, their sources
-# changed since); one line per image.
+# The node image carries a digest of its Dockerfile: a machine that built it before the recipe changed (say, one
+# more package) rebuilds it instead of running nodes from the old one.
+recipe_digest() { sha256sum | cut -c1-16; }
+recipe_label() { docker image inspect -f '{{index .Config.Labels "fleetdeploy.recipe"}}' "$1" 2>/dev/null; }
+
+# build_step IMAGE FUNCTION ARGS...: skips existing images unless --rebuild (or their recipe or, for the doubles,
+# their sources changed since); one line per image.
 build_step() {
   local image="$1"
   shift
   if image_exists "${image}" && [[ "${REBUILD}" -eq 0 ]]; then
-    if [[ "$1" != build_double ]] || ! sources_newer "${image}" "$3"; then
+    local stale=0
+    case "$1" in
+      build_double) sources_newer "${image}" "$3" && stale=1 ;;
+      build_node) [[ "$(recipe_label "${image}")" == "$(node_dockerfile | recipe_digest)" ]] || stale=1 ;;
+    esac
+    if [[ "${stale}" -eq 0 ]]; then
       say "${image}: exists, skipped (use --rebuild)"
       return
     fi
@@ -190,9 +201,9 @@ build_base() {
   import_rootfs "${IMG_BASE}" "${tarball}" customise_node '["/lib/systemd/systemd"]' 'SIGRTMIN+3'
 }
 
-build_node() {
+node_dockerfile() {
   # policy-rc.d keeps package scripts from starting dockerd inside the build container.
-  docker_build -t "${IMG_NODE}" - <<EOF
+  cat <<EOF
 FROM ${IMG_BASE}
 RUN printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d && chmod 0755 /usr/sbin/policy-rc.d \\
  && apt-get update -qq \\
@@ -201,6 +212,12 @@ RUN printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d && chmod 0755 /usr/sbi
  && apt-get clean && rm -rf /var/lib/apt/lists/* \\
  && systemctl is-enabled docker.service
 EOF
+}
+
+build_node() {
+  local recipe
+  recipe="$(node_dockerfile | recipe_digest)"
+  { node_dockerfile; echo "LABEL fleetdeploy.recipe=${recipe}"; } | docker_build -t "${IMG_NODE}" -
 }
 
 build_python() {
