@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import Any
 
 # What a node's configuration is made of; molecule scenarios and READMEs change nothing on a node.
-_CONFIG_SOURCES = ("roles", "playbooks/site.yml", "playbooks/library", "ansible.cfg")
+_CONFIG_SOURCES = ("roles", "playbooks/site.yml", "playbooks/library", "playbooks/module_utils",
+                   "playbooks/action_plugins", "ansible.cfg")
 _NOT_CONFIG = {"molecule", "README.md", "__pycache__", ".env.yml"}  # .env.yml: molecule's, per role
 
 

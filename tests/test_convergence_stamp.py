@@ -1,4 +1,6 @@
-"""The convergence stamp module (playbooks/library/fleet_convergence.py), run by real Ansible on this machine.
+"""The convergence stamp (playbooks/library/fleet_convergence.py, its action plugin and module_utils/fleet_state.py),
+run by real Ansible on this machine. verify runs both ways: the action plugin's fast path (fleet_state.py sent to
+python3 on stdin) and the module (no interpreter configured), and both must give the same answers.
 
 What it measures on a node is covered by the E2E drift matrix; here: the record/verify contract on files, absent
 paths, directories and a real dpkg package, partial re-runs, and that bad manifests fail loudly. Also a static
@@ -22,23 +24,32 @@ REPO = Path(__file__).resolve().parent.parent
 ROLES = ("docker", "aws_credentials", "bacalhau", "sensor", "health_check")
 
 
-def _run(args: dict[str, Any], check_mode: bool = False) -> dict[str, Any]:
-    """One ad-hoc run of the module on localhost (real Ansible, local connection), its result from the json callback."""
+def _run(args: dict[str, Any], check_mode: bool = False, fast: bool = True) -> dict[str, Any]:
+    """One ad-hoc run on localhost (real Ansible, local connection), its result from the json callback. With
+    fast=False pipelining is off (as for a connection without it), so the action plugin hands verify to the module."""
+    playbooks = REPO / "playbooks"
     env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_LOAD_CALLBACK_PLUGINS="1",
                ANSIBLE_STDOUT_CALLBACK="ansible.posix.json", ANSIBLE_NOCOLOR="1",
+               ANSIBLE_ACTION_PLUGINS=str(playbooks / "action_plugins"),
+               ANSIBLE_MODULE_UTILS=str(playbooks / "module_utils"),
                PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
-    argv = ["ansible", "localhost", "-c", "local", "-i", "localhost,", "-M", str(REPO / "playbooks" / "library"),
-            "-m", "fleet_convergence", "-a", json.dumps(args),
-            "-e", f"ansible_python_interpreter={sys.executable}"]
+    argv = ["ansible", "localhost", "-c", "local", "-i", "localhost,", "-M", str(playbooks / "library"),
+            "-m", "fleet_convergence", "-a", json.dumps(args), "-e", f"ansible_python_interpreter={sys.executable}"]
+    # The fast path needs what a pipelined module needs (ansible.cfg turns pipelining on for ssh only).
+    env["ANSIBLE_PIPELINING"] = "1" if fast else "0"
     if check_mode:
         argv.append("--check")
     proc = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=120, cwd=REPO)
     data = json.loads(proc.stdout)
-    return data["plays"][0]["tasks"][0]["hosts"]["localhost"]
+    result: dict[str, Any] = data["plays"][0]["tasks"][0]["hosts"]["localhost"]
+    # Only a module run reports its invocation: proof of which way verify went.
+    if not result.get("failed"):
+        assert ("invocation" in result) == (not fast or args.get("mode") == "record"), result
+    return result
 
 
-@pytest.fixture
-def node(tmp_path: Path) -> dict[str, Any]:
+@pytest.fixture(params=[True, False], ids=["fast path", "module"])
+def node(tmp_path: Path, request: pytest.FixtureRequest) -> dict[str, Any]:
     files = tmp_path / "etc"
     files.mkdir(mode=0o700)
     (files / "a.conf").write_text("a\n")
@@ -52,6 +63,7 @@ def node(tmp_path: Path) -> dict[str, Any]:
                     "absent": [str(tmp_path / "gone.conf")]},
         },
         "gone": tmp_path / "gone.conf",
+        "fast": request.param,
     }
 
 
@@ -60,7 +72,8 @@ def _record(node: dict[str, Any], digest: str = "d1") -> dict[str, Any]:
 
 
 def _verify(node: dict[str, Any], digest: str = "d1") -> dict[str, Any]:
-    return _run({"path": node["stamp"], "digest": digest, "roles": ["base", "app"], "base_roles": ["base"]})
+    return _run({"path": node["stamp"], "digest": digest, "roles": ["base", "app"], "base_roles": ["base"]},
+                fast=node["fast"])
 
 
 def test_an_unchanged_node_is_converged_and_runs_nothing(node: dict[str, Any]) -> None:
@@ -115,6 +128,11 @@ def test_a_manifest_holding_something_else_than_paths_fails(node: dict[str, Any]
     typo = _run({"path": node["stamp"], "digest": "d1", "mode": "record", "roles": {"base": {"file": ["/x"]}}})
     assert typo.get("failed") and "unknown manifest key 'file'" in typo["msg"], typo
     assert not Path(node["stamp"]).exists()
+
+
+def test_verify_with_roles_not_a_list_fails_the_same_way_on_both_paths(node: dict[str, Any]) -> None:
+    result = _run({"path": node["stamp"], "digest": "d1", "roles": "base"}, fast=node["fast"])
+    assert result.get("failed") and "verify needs roles as a list of role names" in result["msg"], result
 
 
 def _written_paths(role: str) -> set[str]:
