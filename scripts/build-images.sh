@@ -117,13 +117,21 @@ customise_node() {
   # Empty machine-id: systemd generates a new one at each container's first boot.
   : >"${root}/etc/machine-id"
   rm -f "${root}/var/lib/dbus/machine-id"
-  # Each container needs its own host keys. Debian's sshd-keygen.service only runs on a "first boot", which an
-  # empty machine-id does not count as, so ssh.service creates missing keys itself before its config test.
+  # Each container needs its own host key. Debian's sshd-keygen.service only runs on a "first boot", which an
+  # empty machine-id does not count as, so ssh.service creates it itself before its config test. Ed25519 only:
+  # an RSA key costs 0.3-3 s of CPU per boot (a random prime search), and local nodes boot on the controller's
+  # cores, several at once.
   rm -f "${root}"/etc/ssh/ssh_host_*
   mkdir -p "${root}/etc/systemd/system/multi-user.target.wants" "${root}/etc/systemd/system/ssh.service.d"
   ln -sf /usr/lib/systemd/system/ssh.service "${root}/etc/systemd/system/multi-user.target.wants/ssh.service"
-  printf '[Service]\nExecStartPre=\nExecStartPre=/usr/bin/ssh-keygen -A\nExecStartPre=/usr/sbin/sshd -t\n' \
-    >"${root}/etc/systemd/system/ssh.service.d/10-host-keys.conf"
+  cat >"${root}/etc/systemd/system/ssh.service.d/10-host-keys.conf" <<'UNIT'
+[Service]
+ExecStartPre=
+ExecStartPre=/bin/sh -c 'test -e /etc/ssh/ssh_host_ed25519_key || exec /usr/bin/ssh-keygen -q -t ed25519 -N "" -f /etc/ssh/ssh_host_ed25519_key'
+ExecStartPre=/usr/sbin/sshd -t
+UNIT
+  mkdir -p "${root}/etc/ssh/sshd_config.d"
+  echo 'HostKey /etc/ssh/ssh_host_ed25519_key' >"${root}/etc/ssh/sshd_config.d/10-host-key.conf"
   # Units that can only fail in a container (no kernel modules, no consoles, no physical disks).
   local unit
   for unit in systemd-modules-load.service getty@tty1.service fstrim.timer; do
@@ -135,9 +143,9 @@ customise_node() {
 
 customise_python() { customise_common "$1"; }
 
-# import_rootfs IMAGE TARBALL CUSTOMISE_FN CMD_JSON [STOPSIGNAL]
+# import_rootfs IMAGE TARBALL CUSTOMISE_FN CMD_JSON [STOPSIGNAL [RECIPE]]
 import_rootfs() {
-  local image="$1" tarball="$2" customise="$3" cmd="$4" stopsignal="${5:-}"
+  local image="$1" tarball="$2" customise="$3" cmd="$4" stopsignal="${5:-}" recipe="${6:-}"
   local work
   work="$(mktemp -d "${ROOTFS_DIR}/.import.XXXXXX")"
   WORK_DIRS+=("${work}")
@@ -149,7 +157,7 @@ import_rootfs() {
   tar --numeric-owner -C "${work}" -c . |
     docker import -c "CMD ${cmd}" -c 'ENV container=docker' - "${target}" >/dev/null
   if [[ -n "${stopsignal}" ]]; then
-    printf 'FROM %s\nSTOPSIGNAL %s\n' "${target}" "${stopsignal}" |
+    printf 'FROM %s\nSTOPSIGNAL %s\nLABEL fleetdeploy.recipe=%s\n' "${target}" "${stopsignal}" "${recipe}" |
       docker_build -t "${image}" -
     docker rmi "${target}" >/dev/null
   fi
@@ -165,10 +173,13 @@ sources_newer() {
   [[ -n "${newest}" && "${newest}" -gt "$(image_created_epoch "${image}")" ]]
 }
 
-# The node image carries a digest of its Dockerfile: a machine that built it before the recipe changed (say, one
-# more package) rebuilds it instead of running nodes from the old one.
+# The node images carry a digest of their recipe (the base: how its rootfs is customised; the node: its Dockerfile
+# and the base's recipe): a machine that built them before the recipe changed (one more package, another sshd
+# setting) rebuilds them instead of running nodes from the old ones.
 recipe_digest() { sha256sum | cut -c1-16; }
 recipe_label() { docker image inspect -f '{{index .Config.Labels "fleetdeploy.recipe"}}' "$1" 2>/dev/null; }
+base_recipe() { declare -f customise_common customise_node | recipe_digest; }
+node_recipe() { { node_dockerfile; recipe_label "${IMG_BASE}"; } | recipe_digest; }
 
 # build_step IMAGE FUNCTION ARGS...: skips existing images unless --rebuild (or their recipe or, for the doubles,
 # their sources changed since); one line per image.
@@ -179,7 +190,8 @@ build_step() {
     local stale=0
     case "$1" in
       build_double) sources_newer "${image}" "$3" && stale=1 ;;
-      build_node) [[ "$(recipe_label "${image}")" == "$(node_dockerfile | recipe_digest)" ]] || stale=1 ;;
+      build_base) [[ "$(recipe_label "${image}")" == "$(base_recipe)" ]] || stale=1 ;;
+      build_node) [[ "$(recipe_label "${image}")" == "$(node_recipe)" ]] || stale=1 ;;
     esac
     if [[ "${stale}" -eq 0 ]]; then
       say "${image}: exists, skipped (use --rebuild)"
@@ -198,7 +210,7 @@ build_step() {
 build_base() {
   local tarball
   tarball="$(debootstrap_tarball fleet-node-base "${BASE_PACKAGES}")"
-  import_rootfs "${IMG_BASE}" "${tarball}" customise_node '["/lib/systemd/systemd"]' 'SIGRTMIN+3'
+  import_rootfs "${IMG_BASE}" "${tarball}" customise_node '["/lib/systemd/systemd"]' 'SIGRTMIN+3' "$(base_recipe)"
 }
 
 node_dockerfile() {
@@ -216,7 +228,7 @@ EOF
 
 build_node() {
   local recipe
-  recipe="$(node_dockerfile | recipe_digest)"
+  recipe="$(node_recipe)"
   { node_dockerfile; echo "LABEL fleetdeploy.recipe=${recipe}"; } | docker_build -t "${IMG_NODE}" -
 }
 
