@@ -258,3 +258,22 @@ def test_orchestrator_api_is_controller_only(fleet: Fleet, tmp_path: Path) -> No
     assert group_vars["fleet_orchestrator_api_token_file"] == str(key)
     assert group_vars["fleet_config_digest"] == base
     assert "api-key-9f2e" not in yaml.safe_dump(inventory)
+
+
+def test_site_yml_stops_before_any_node_work_on_an_inventory_without_the_fleet_settings(tmp_path: Path) -> None:
+    """Play 1 checks every host's fleet_name and fleet_config_digest once, on the controller, and names the bad ones."""
+    repo = Path(__file__).resolve().parents[1]
+    inventory = tmp_path / "hand-written.yml"
+    inventory.write_text(yaml.safe_dump({"all": {"hosts": {
+        "good": {"fleet_name": "f", "fleet_config_digest": "d"},
+        "no-digest": {"fleet_name": "f"},
+        "empty-name": {"fleet_name": "", "fleet_config_digest": "d"},
+    }}}))
+    env = dict(os.environ, ANSIBLE_CONFIG=str(repo / "ansible.cfg"), ANSIBLE_NOCOLOR="1",
+               PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    proc = subprocess.run(["ansible-playbook", "-i", str(inventory), "playbooks/site.yml"], cwd=repo, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0
+    said = " ".join(proc.stdout.split())  # the callback wraps long messages
+    assert "Inventory of empty-name, no-digest: fleet_name and fleet_config_digest must be set" in said, said
+    assert "convergence stamp" not in proc.stdout  # no task of play 2 started: no node was contacted
