@@ -130,23 +130,32 @@ def run_mode(work: Path, env: dict[str, str], nodes: int, mode: str) -> tuple[li
     return runs, roles
 
 
+def _provision_with_cpu(work: Path, env: dict[str, str], regions: dict[str, int]) -> tuple[float, float]:
+    """Seconds to create a fleet's nodes, and the CPU the whole machine spent meanwhile (the node containers,
+    the host's engine, the docker and ssh clients: they all share these cores)."""
+    import psutil
+
+    fleet_file = write_fleet(work, f"r{uuid.uuid4().hex[:5]}", regions)
+    before = psutil.cpu_times()
+    try:
+        seconds = provision(fleet_file)
+        after = psutil.cpu_times()
+    finally:
+        measure(_deploy(fleet_file, "down", "--yes"), env, REPO, "none")
+    busy = sum(getattr(after, f) - getattr(before, f) for f in after._fields if f not in ("idle", "iowait"))
+    return round(seconds, 1), round(busy, 1)
+
+
 def regions_in_parallel(work: Path, env: dict[str, str], per_region: int) -> dict[str, Any]:
     """One 3-region fleet against each of its regions alone: creating the nodes only (what `up` does first)."""
     regions = {"us-east-1": per_region, "eu-west-1": per_region, "ap-south-1": per_region}
-    alone = {}
+    alone, alone_cpu = {}, {}
     for region, count in regions.items():
-        fleet_file = write_fleet(work, f"r{uuid.uuid4().hex[:5]}", {region: count})
-        try:
-            alone[region] = round(provision(fleet_file), 1)
-        finally:
-            measure(_deploy(fleet_file, "down", "--yes"), env, REPO, "none")
-    fleet_file = write_fleet(work, f"r{uuid.uuid4().hex[:5]}", regions)
-    try:
-        together = round(provision(fleet_file), 1)
-    finally:
-        measure(_deploy(fleet_file, "down", "--yes"), env, REPO, "none")
+        alone[region], alone_cpu[region] = _provision_with_cpu(work, env, {region: count})
+    together, together_cpu = _provision_with_cpu(work, env, regions)
     return {"nodes_per_region": per_region, "regions_alone_s": alone, "fleet_s": together,
-            "ratio_to_slowest": round(together / max(alone.values()), 2)}
+            "ratio_to_slowest": round(together / max(alone.values()), 2),
+            "regions_alone_cpu_s": alone_cpu, "fleet_cpu_s": together_cpu}
 
 
 def cli_startup(env: dict[str, str]) -> float:
