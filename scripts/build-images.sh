@@ -132,12 +132,16 @@ ExecStartPre=/usr/sbin/sshd -t
 UNIT
   mkdir -p "${root}/etc/ssh/sshd_config.d"
   echo 'HostKey /etc/ssh/ssh_host_ed25519_key' >"${root}/etc/ssh/sshd_config.d/10-host-key.conf"
-  # Units that can only fail in a container (no kernel modules, no consoles, no physical disks), units that redo
-  # at each first boot what the image build already did (ldconfig, the journal catalog, system users: every
+  # Units that can only fail or do nothing in a container (no kernel modules, no consoles, no physical disks or
+  # fstab, no kernel debug/tracing/config/fuse filesystems to mount, a /dev that Docker populates), units that
+  # redo at each first boot what the image build already did (ldconfig, the journal catalog, system users: every
   # container starts from an image whose /usr is newer than its /etc/.updated), and apt's timers (a test node
-  # must not reach for a mirror on its own).
+  # must not reach for a mirror on its own). Together they were ~0.2 s of each node's boot CPU.
   local unit
-  for unit in systemd-modules-load.service getty@tty1.service fstrim.timer ldconfig.service \
+  for unit in systemd-modules-load.service modprobe@.service getty@tty1.service fstrim.timer \
+    systemd-remount-fs.service dev-hugepages.mount sys-kernel-debug.mount sys-kernel-tracing.mount \
+    sys-kernel-config.mount sys-fs-fuse-connections.mount systemd-tmpfiles-setup-dev-early.service \
+    systemd-tmpfiles-setup-dev.service ldconfig.service \
     systemd-journal-catalog-update.service systemd-update-done.service systemd-sysusers.service \
     apt-daily.timer apt-daily-upgrade.timer dpkg-db-backup.timer; do
     ln -sf /dev/null "${root}/etc/systemd/system/${unit}"
