@@ -58,9 +58,10 @@ BOOTSTRAP_SCRIPT = r"""set -eu
 user=$1
 key=$(cat)
 i=0
-while state=$(systemctl is-system-running 2>/dev/null || true); [ "$state" != running ] && [ "$state" != degraded ]; do
-  i=$((i + 1)); [ "$i" -le 120 ] || { echo "systemd did not finish booting (state: ${state:-none})" >&2; exit 1; }
-  sleep 1
+# --wait blocks until boot ends, once systemd answers at all (it does not for the first moments of a boot).
+while state=$(systemctl is-system-running --wait 2>/dev/null || true); [ "$state" != running ] && [ "$state" != degraded ]; do
+  i=$((i + 1)); [ "$i" -le 600 ] || { echo "systemd did not finish booting (state: ${state:-none})" >&2; exit 1; }
+  sleep 0.2
 done
 id "$user" >/dev/null 2>&1 || useradd --create-home --shell /bin/bash "$user"
 printf '%s ALL=(ALL) NOPASSWD:ALL\n' "$user" >"/etc/sudoers.d/90-fleet-$user"
