@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import base64
+import http.server
 import json
+import os
 import secrets
 import shlex
 import shutil
+import socket
 import stat
 import subprocess
 import sys
 import textwrap
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -92,10 +97,15 @@ if args[0] == "run":
     published = [args[i + 1] for i, a in enumerate(args) if a == "-p"]
     ports = {spec.rsplit(":", 1)[1]: [{"HostIp": spec.split(":")[0], "HostPort": str(40000 + i)}]
              for i, spec in enumerate(published)}
-    state[name] = {"labels": labels, "ports": ports}
+    if "1234/tcp" in ports and os.environ.get("FAKE_API_PORT"):  # the test's stand-in for Bacalhau's API
+        ports["1234/tcp"][0]["HostPort"] = os.environ["FAKE_API_PORT"]
+    running = mode != "orchestrator-exits"
+    state[name] = {"labels": labels, "ports": ports, "running": running}
     json.dump(state, open(state_file, "w")); print("f" * 64); sys.exit(0)
 if args[:2] == ["container", "inspect"]:
-    print(json.dumps([{"Id": n, "Name": "/" + n, "State": {"Running": True, "Status": "running"},
+    print(json.dumps([{"Id": n, "Name": "/" + n,
+                       "State": {"Running": state[n].get("running", True),
+                                 "Status": "running" if state[n].get("running", True) else "exited"},
                        "Config": {"Labels": state[n]["labels"]}, "NetworkSettings": {"Ports": state[n]["ports"]}}
                       for n in args[2:] if n in state]))
     sys.exit(0 if all(n in state for n in args[2:]) else 1)
@@ -116,6 +126,36 @@ def fake_docker(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("FAKE_LOG", str(log))
     monkeypatch.setenv("FAKE_STATE", str(tmp_path / "docker-state.json"))
     return log
+
+
+@pytest.fixture
+def orchestrator_api(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
+    """An HTTP server on loopback that answers Bacalhau's liveness path, published by the fake docker as the
+    orchestrator's API port. Returns the paths it was asked for."""
+    asked: list[str] = []
+
+    class Alive(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - the http.server hook's name
+            asked.append(self.path)
+            ok = self.path == "/api/v1/agent/alive"
+            body = b'{"Status":"OK"}' if ok else b"{}"
+            self.send_response(200 if ok else 404)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - the hook's signature
+            del format, args
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Alive)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    monkeypatch.setenv("FAKE_API_PORT", str(server.server_address[1]))
+    try:
+        yield asked
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def calls(log: Path) -> list[list[str]]:
@@ -191,7 +231,7 @@ def test_unpullable_service_images_are_named_with_the_archive_option(
 
 
 def test_run_failure_fails_that_cluster_only_and_cleans_up(
-    tmp_path: Path, fake_docker: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, fake_docker: Path, orchestrator_api: list[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("FAKE_IMAGES", f"localhost/fleet-node:trixie,{DOUBLE_IMAGE}")
     fleet = make_fleet(tmp_path, "lpt-unit", local_orchestrator=True)
@@ -392,7 +432,7 @@ def test_privileged_setting_replaces_the_capability_list(tmp_path: Path) -> None
 
 
 def test_orchestrator_is_replaced_only_when_its_config_changes(
-    tmp_path: Path, fake_docker: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, fake_docker: Path, orchestrator_api: list[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("FAKE_IMAGES", f"localhost/fleet-node:trixie,{DOUBLE_IMAGE}")
     fleet = make_fleet(tmp_path, "lpt-unit", local_orchestrator=True, counts={"us-east-1": 1})
@@ -406,10 +446,39 @@ def test_orchestrator_is_replaced_only_when_its_config_changes(
     run = next(argv for argv in calls(fake_docker) if argv[0] == "run" and "serve" in argv)
     # The API is published on loopback only (health/status/up read the orchestrator's view there).
     assert [a for i, a in enumerate(run) if i and run[i - 1] == "-p"] == ["127.0.0.1::1234/tcp"]
-    assert provider.orchestrator_api_url() == "http://127.0.0.1:40000"
+    assert provider.orchestrator_api_url() == f"http://127.0.0.1:{os.environ['FAKE_API_PORT']}"
+    assert orchestrator_api and set(orchestrator_api) == {"/api/v1/agent/alive"}  # up waited for the API
     assert action() == "unchanged"
     fleet.orchestrator.token_file.write_text("rotated-" + TOKEN)
     assert action() == "relaunched"
     assert ["rm", "-f", "-v", orchestrator] in calls(fake_docker)
     assert "rotated-" + TOKEN in provider.orchestrator.config_file.read_text()
     assert all(TOKEN not in arg for argv in calls(fake_docker) for arg in argv)
+
+
+def test_orchestrator_that_exits_at_start_fails_at_once(
+    tmp_path: Path, fake_docker: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FAKE_IMAGES", f"localhost/fleet-node:trixie,{DOUBLE_IMAGE}")
+    monkeypatch.setenv("FAKE_MODE", "orchestrator-exits")
+    provider = LocalProvider(make_fleet(tmp_path, "lpt-unit", local_orchestrator=True, counts={"us-east-1": 1}),
+                             tmp_path / "state")
+    outcome = next(o for o in provider.up(no_progress) if o.cluster == "fleet-lpt-unit-orchestrator")
+    assert outcome.action == "failed" and "exited right after start" in (outcome.error or "")
+    assert "docker logs fleet-lpt-unit-orchestrator" in (outcome.error or "")
+
+
+def test_orchestrator_whose_api_never_answers_fails_after_the_timeout(
+    tmp_path: Path, fake_docker: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from fleetdeploy.providers import local_orchestrator
+
+    monkeypatch.setenv("FAKE_IMAGES", f"localhost/fleet-node:trixie,{DOUBLE_IMAGE}")
+    with socket.socket() as closed:  # a loopback port nothing listens on
+        closed.bind(("127.0.0.1", 0))
+        monkeypatch.setenv("FAKE_API_PORT", str(closed.getsockname()[1]))
+    monkeypatch.setattr(local_orchestrator, "READY_TIMEOUT", 1.0)
+    provider = LocalProvider(make_fleet(tmp_path, "lpt-unit", local_orchestrator=True, counts={"us-east-1": 1}),
+                             tmp_path / "state")
+    outcome = next(o for o in provider.up(no_progress) if o.cluster == "fleet-lpt-unit-orchestrator")
+    assert outcome.action == "failed" and "API did not answer within 1 s" in (outcome.error or "")

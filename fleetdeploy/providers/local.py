@@ -208,7 +208,7 @@ class LocalProvider:
             docker.network_create(self.network, {LABEL_FLEET: self.fleet.name})
         # Regions (and the local orchestrator) are independent: all start at once, as SkyPilot clusters would.
         stop = threading.Event()
-        jobs: list[Callable[[], ClusterOutcome]] = [lambda: self.orchestrator.ensure(docker, progress)] \
+        jobs: list[Callable[[], ClusterOutcome]] = [lambda: self.orchestrator.ensure(docker, progress, stop)] \
             if self.local_orchestrator else []
         jobs += [lambda r=region, n=spec.count: self._up_region(docker, r, n, public_key, progress, stop)
                  for region, spec in sorted(self.fleet.regions.items())]

@@ -8,7 +8,9 @@ published on 127.0.0.1 only, so `orchestrator.api: local` lets the controller re
 from __future__ import annotations
 
 import os
+import threading
 import time
+import urllib.request
 from contextlib import suppress
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -17,7 +19,7 @@ import yaml
 
 from fleetdeploy.files import read_token
 from fleetdeploy.nodes import ClusterOutcome, Outcome, ProgressCallback
-from fleetdeploy.providers.local_docker import DockerCli, DockerError
+from fleetdeploy.providers.local_docker import Container, DockerCli, DockerError
 
 if TYPE_CHECKING:
     from fleetdeploy.config import Fleet
@@ -27,6 +29,20 @@ API_PORT = "1234/tcp"
 # sooner. Still three compute heartbeats (15 s) long, so a busy machine does not drop live nodes.
 DISCONNECT_TIMEOUT = "45s"
 API_USER_ALIAS = "fleetdeploy"
+# Bacalhau answers within a second or two of starting; the image may be a real one on a busy machine.
+READY_TIMEOUT = 60.0
+READY_PROBE_INTERVAL = 0.1
+READY_PROBES_PER_CHECK = 5  # the container's state (a `docker inspect`) is read every half second
+
+
+def _alive(url: str) -> bool:
+    """Whether Bacalhau's liveness endpoint (open without credentials) answers 200."""
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback: never through a proxy
+    try:
+        with opener.open(url + "/api/v1/agent/alive", timeout=1) as response:
+            return bool(response.status == 200)
+    except (OSError, ValueError):
+        return False
 
 
 class LocalOrchestrator:
@@ -74,14 +90,15 @@ class LocalOrchestrator:
         os.replace(tmp, self.config_file)
         return True
 
-    def api_url(self, docker: DockerCli) -> str | None:
+    def api_url(self, docker: DockerCli, current: Container | None = None) -> str | None:
         """`http://127.0.0.1:<port>` of the running orchestrator's API, or None."""
-        current = docker.container(self.name)
+        current = current or docker.container(self.name)
         if current is None or not current.running or API_PORT not in current.ports:
             return None
         return f"http://127.0.0.1:{current.ports[API_PORT]}"
 
-    def ensure(self, docker: DockerCli, progress: ProgressCallback) -> ClusterOutcome:
+    def ensure(self, docker: DockerCli, progress: ProgressCallback,
+               stop: threading.Event | None = None) -> ClusterOutcome:
         image = self.fleet.bacalhau.image
         try:
             changed = self._write_config()
@@ -100,14 +117,31 @@ class LocalOrchestrator:
             for key, value in (self.labels | {"fleetdeploy.image": image}).items():
                 args += ["--label", f"{key}={value}"]
             docker.run_container([*args, image, "serve", "--config", "/etc/bacalhau/config.yaml"])
-            time.sleep(2)  # a bad config makes the process exit at once: catch that here, not in configure
-            started = docker.container(self.name)
-            if started is None or not started.running:
-                raise DockerError(f"{self.name} exited right after start (see `docker logs {self.name}`)")
+            self._wait_ready(docker, stop or threading.Event())
         except DockerError as exc:
             progress(self.name, f"failed: {exc}")
             return ClusterOutcome(self.name, "local", Outcome.FAILED, str(exc))
         return ClusterOutcome(self.name, "local", Outcome.RELAUNCHED if current else Outcome.LAUNCHED)
+
+    def _wait_ready(self, docker: DockerCli, stop: threading.Event) -> None:
+        """Until the API answers: the nodes configured next connect at once. A bad config makes the process exit
+        (and Docker restart it) straight away: caught here, not in configure. `stop` (Ctrl-C) ends the wait."""
+        deadline = time.monotonic() + READY_TIMEOUT
+        url = None
+        while True:
+            current = docker.container(self.name)
+            if current is None or not current.running or current.status == "restarting":
+                raise DockerError(f"{self.name} exited right after start (see `docker logs {self.name}`)")
+            url = url or self.api_url(docker, current)
+            for _ in range(READY_PROBES_PER_CHECK):
+                if url and _alive(url):
+                    return
+                if stop.is_set():
+                    raise DockerError("interrupted")
+                if time.monotonic() > deadline:
+                    raise DockerError(f"{self.name}'s API did not answer within {READY_TIMEOUT:.0f} s "
+                                      f"(see `docker logs {self.name}`)")
+                time.sleep(READY_PROBE_INTERVAL)
 
     def remove(self, docker: DockerCli, progress: ProgressCallback, include_absent: bool) -> list[ClusterOutcome]:
         current = docker.containers(self.labels)
