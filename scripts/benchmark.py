@@ -58,8 +58,8 @@ bacalhau: {{version: v1.9.3, image: localhost/bacalhau-double:test}}
 sensor: {{version: test, image: localhost/sensor-double:test}}
 images:
   source: archive
-  bacalhau_archive: {ARCHIVES / 'bacalhau-double.tar'}
-  sensor_archive: {ARCHIVES / 'sensor-double.tar'}
+  bacalhau_archive: {ARCHIVES / 'doubles.tar'}
+  sensor_archive: {ARCHIVES / 'doubles.tar'}
 """)
     return fleet
 

@@ -256,18 +256,22 @@ build_double() {
   docker_build -t "${image}" "${dir}"
 }
 
-# Archives are (re)written whenever the image was (re)built or the archive is missing.
+# Archives are (re)written whenever an image in them was (re)built or the archive is missing.
 save_archive() {
-  local image="$1" archive="$2"
-  if [[ -f "${archive}" && "${REBUILD}" -eq 0 ]] &&
-    [[ "$(stat -c %Y "${archive}")" -ge "$(image_created_epoch "${image}")" ]]; then
+  local archive="$1" image newest=0 created
+  shift
+  for image in "$@"; do
+    created="$(image_created_epoch "${image}")"
+    ((created > newest)) && newest="${created}"
+  done
+  if [[ -f "${archive}" && "${REBUILD}" -eq 0 ]] && [[ "$(stat -c %Y "${archive}")" -ge "${newest}" ]]; then
     say "${archive#"${REPO_ROOT}/"}: up to date, skipped"
     return
   fi
-  docker save -o "${archive}.tmp" "${image}"
+  docker save -o "${archive}.tmp" "$@"
   chmod 0644 "${archive}.tmp"
   mv "${archive}.tmp" "${archive}"
-  say "${archive#"${REPO_ROOT}/"}: saved ${image} ($(du -h "${archive}" | cut -f1))"
+  say "${archive#"${REPO_ROOT}/"}: saved $* ($(du -h "${archive}" | cut -f1))"
 }
 
 main() {
@@ -279,8 +283,11 @@ main() {
     build_step "${IMG_PYTHON}" build_python
     build_step "${IMG_BACALHAU}" build_double "${IMG_BACALHAU}" "${DOUBLES_DIR}/bacalhau"
     build_step "${IMG_SENSOR}" build_double "${IMG_SENSOR}" "${DOUBLES_DIR}/sensor"
-    save_archive "${IMG_BACALHAU}" "${CACHE_DIR}/bacalhau-double.tar"
-    save_archive "${IMG_SENSOR}" "${CACHE_DIR}/sensor-double.tar"
+    # One archive per image for the roles' molecule scenarios; both in one for fleets: the doubles share their
+    # base layers, so a node receives and unpacks those once (the sensor role then finds its image loaded).
+    save_archive "${CACHE_DIR}/bacalhau-double.tar" "${IMG_BACALHAU}"
+    save_archive "${CACHE_DIR}/sensor-double.tar" "${IMG_SENSOR}"
+    save_archive "${CACHE_DIR}/doubles.tar" "${IMG_BACALHAU}" "${IMG_SENSOR}"
   fi
   # Drop replaced images (children first) unless a container still uses one: no dangling pile-up.
   local i

@@ -17,7 +17,7 @@ from local_fleet import ARCHIVES, CommandLineWatcher, Fleet, write_aws_credentia
 
 @pytest.fixture(scope="session")
 def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
-    for archive in ("bacalhau-double.tar", "sensor-double.tar"):
+    for archive in ("doubles.tar",):
         if not (ARCHIVES / archive).is_file():
             pytest.fail(f"{ARCHIVES / archive} is missing: run scripts/build-images.sh (scripts/setup.sh does)")
     work = tmp_path_factory.mktemp("fleet")
@@ -54,8 +54,8 @@ sensor:
   image: localhost/sensor-double:test
 images:
   source: archive
-  bacalhau_archive: {ARCHIVES / 'bacalhau-double.tar'}
-  sensor_archive: {ARCHIVES / 'sensor-double.tar'}
+  bacalhau_archive: {ARCHIVES / 'doubles.tar'}
+  sensor_archive: {ARCHIVES / 'doubles.tar'}
 aws_credentials:
   file: aws-credentials
 labels:

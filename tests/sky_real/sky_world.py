@@ -192,8 +192,8 @@ bacalhau: {{version: v1.9.3, image: "localhost/bacalhau-double:test"}}
 sensor: {{version: test, image: "localhost/sensor-double:test"}}
 images:
   source: archive
-  bacalhau_archive: {ARCHIVES / 'bacalhau-double.tar'}
-  sensor_archive: {ARCHIVES / 'sensor-double.tar'}
+  bacalhau_archive: {ARCHIVES / 'doubles.tar'}
+  sensor_archive: {ARCHIVES / 'doubles.tar'}
 labels: {{team: sky-real}}
 role_vars:
   docker_daemon_environment: {{DOCKER_ALLOW_IPV6_ON_IPV4_INTERFACE: "1"}}
@@ -246,8 +246,8 @@ bacalhau: {{version: v1.9.3, image: "localhost/bacalhau-double:test"}}
 sensor: {{version: test, image: "localhost/sensor-double:test"}}
 images:
   source: archive
-  bacalhau_archive: {ARCHIVES / 'bacalhau-double.tar'}
-  sensor_archive: {ARCHIVES / 'sensor-double.tar'}
+  bacalhau_archive: {ARCHIVES / 'doubles.tar'}
+  sensor_archive: {ARCHIVES / 'doubles.tar'}
 """)
     return path
 
@@ -276,7 +276,7 @@ def _remove_local(provider: LocalProvider, local_name: str) -> None:
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SkyWorld]:
-    for archive in ("bacalhau-double.tar", "sensor-double.tar"):
+    for archive in ("doubles.tar",):
         if not (ARCHIVES / archive).is_file():
             pytest.fail(f"{ARCHIVES / archive} is missing: run scripts/build-images.sh (scripts/setup.sh does)")
     for image in IMAGES:
