@@ -7,12 +7,13 @@ phases through the CLI: the first configure, a no-op configure, `configure --che
          off, as throw-away nodes need) and every task on every node (`--full`);
   tuned: the repo's ansible.cfg and the convergence stamp (an unchanged node ends after one task).
 Per phase: wall time, controller CPU (deploy.py and all its children), node CPU (the node containers' cgroups),
-the controller's peak RSS, the task and changed counts (Ansible's recap). It also times a multi-region `up`
-against each region alone, and the CLI start-up.
+the controller's peak RSS, the task and changed counts (Ansible's recap). The first-configure ratio target takes
+the medians of --first-samples tuned first configures at N = 1 and 5 (each on a fresh fleet). It also times a
+multi-region `up` against each region alone (medians of --region-rounds), and the CLI start-up.
 
 Writes docs/benchmark.json, docs/benchmark.png and docs/benchmark.md (table, per-role breakdown of the first
 configure, the targets of issue 9). Needs what scripts/setup.sh installs, plus `pip install -e .[bench]`.
-Usage: .venv/bin/python scripts/benchmark.py [--nodes 1,5,20] [--out docs]
+Usage: .venv/bin/python scripts/benchmark.py [--nodes 1,5,20] [--first-samples 3] [--out docs]
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import importlib.util
 import json
 import os
 import re
+import statistics
 import sys
 import tempfile
 import time
@@ -130,6 +132,22 @@ def run_mode(work: Path, env: dict[str, str], nodes: int, mode: str) -> tuple[li
     return runs, roles
 
 
+def first_configure_wall(work: Path, env: dict[str, str], nodes: int) -> float:
+    """One more tuned first configure on a fresh fleet of `nodes` (a sample for the ratio target), in seconds."""
+    name = f"s{nodes}{uuid.uuid4().hex[:4]}"
+    fleet_file = write_fleet(work, name, {"us-east-1": nodes})
+    try:
+        provision(fleet_file)
+        result = measure(_deploy(fleet_file, "configure", "--output", "json"), env, REPO, name)
+        if result.returncode != 0:
+            raise SystemExit(f"benchmark: configure (N={nodes}, sample) failed, exit {result.returncode}:"
+                             f"\n{result.stdout[-3000:]}\n{result.stderr[-2000:]}")
+    finally:
+        measure(_deploy(fleet_file, "down", "--yes"), env, REPO, name)
+    print(f"  N={nodes} tuned: first configure sample {result.wall_s:.1f} s", flush=True)
+    return result.wall_s
+
+
 def _provision_with_cpu(work: Path, env: dict[str, str], regions: dict[str, int]) -> tuple[float, float]:
     """Seconds to create a fleet's nodes, and the CPU the whole machine spent meanwhile (the node containers,
     the host's engine, the docker and ssh clients: they all share these cores)."""
@@ -146,16 +164,29 @@ def _provision_with_cpu(work: Path, env: dict[str, str], regions: dict[str, int]
     return round(seconds, 1), round(busy, 1)
 
 
-def regions_in_parallel(work: Path, env: dict[str, str], per_region: int) -> dict[str, Any]:
-    """One 3-region fleet against each of its regions alone: creating the nodes only (what `up` does first)."""
+def regions_in_parallel(work: Path, env: dict[str, str], per_region: int, rounds: int) -> dict[str, Any]:
+    """One 3-region fleet against each of its regions alone: creating the nodes only (what `up` does first).
+    Each figure is the median of `rounds` (a creation takes seconds, so one sample is mostly noise)."""
     regions = {"us-east-1": per_region, "eu-west-1": per_region, "ap-south-1": per_region}
-    alone, alone_cpu = {}, {}
-    for region, count in regions.items():
-        alone[region], alone_cpu[region] = _provision_with_cpu(work, env, {region: count})
-    together, together_cpu = _provision_with_cpu(work, env, regions)
-    return {"nodes_per_region": per_region, "regions_alone_s": alone, "fleet_s": together,
-            "ratio_to_slowest": round(together / max(alone.values()), 2),
-            "regions_alone_cpu_s": alone_cpu, "fleet_cpu_s": together_cpu}
+    alone: dict[str, list[float]] = {region: [] for region in regions}
+    alone_cpu: dict[str, list[float]] = {region: [] for region in regions}
+    together: list[float] = []
+    together_cpu: list[float] = []
+    for _ in range(rounds):
+        for region, count in regions.items():
+            seconds, cpu = _provision_with_cpu(work, env, {region: count})
+            alone[region].append(seconds)
+            alone_cpu[region].append(cpu)
+        seconds, cpu = _provision_with_cpu(work, env, regions)
+        together.append(seconds)
+        together_cpu.append(cpu)
+    alone_s = {region: statistics.median(samples) for region, samples in alone.items()}
+    fleet_s = statistics.median(together)
+    return {"nodes_per_region": per_region, "rounds": rounds, "regions_alone_s": alone_s, "fleet_s": fleet_s,
+            "ratio_to_slowest": round(fleet_s / max(alone_s.values()), 2),
+            "regions_alone_cpu_s": {region: statistics.median(samples) for region, samples in alone_cpu.items()},
+            "fleet_cpu_s": statistics.median(together_cpu),
+            "samples": {"regions_alone_s": alone, "fleet_s": together}}
 
 
 def cli_startup(env: dict[str, str]) -> float:
@@ -169,12 +200,17 @@ def main() -> int:
     parser.add_argument("--nodes", default="1,5,20", help="fleet sizes, comma-separated (default 1,5,20)")
     parser.add_argument("--modes", default="stock,tuned", help="stock, tuned or both (default)")
     parser.add_argument("--region-nodes", type=int, default=2, help="nodes per region of the multi-region test")
+    parser.add_argument("--first-samples", type=int, default=3,
+                        help="tuned first configures at N=1 and N=5 whose medians give the ratio target (default 3)")
+    parser.add_argument("--region-rounds", type=int, default=3, help="rounds of the multi-region test (median)")
     parser.add_argument("--out", type=Path, default=REPO / "docs", help="where the json, png and md go")
     args = parser.parse_args()
     sizes = [int(n) for n in args.nodes.split(",")]
     modes = args.modes.split(",")
-    if any(n < 1 for n in sizes) or not set(modes) <= {"stock", "tuned"} or args.region_nodes < 1:
-        parser.error("--nodes must be positive counts, --modes stock and/or tuned, --region-nodes at least 1")
+    if any(n < 1 for n in sizes) or not set(modes) <= {"stock", "tuned"} or \
+            min(args.region_nodes, args.first_samples, args.region_rounds) < 1:
+        parser.error("--nodes must be positive counts, --modes stock and/or tuned, --region-nodes, "
+                     "--first-samples and --region-rounds at least 1")
     for needed in ("matplotlib", "psutil"):
         if importlib.util.find_spec(needed) is None:
             parser.error(f"{needed} is missing: pip install -e '.[bench]'")
@@ -184,14 +220,19 @@ def main() -> int:
         env = dict(os.environ, FLEETDEPLOY_STATE_DIR=str(work / "state"), NO_COLOR="1", COLUMNS="200",
                    PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
         os.environ["FLEETDEPLOY_STATE_DIR"] = env["FLEETDEPLOY_STATE_DIR"]  # provision() runs in this process
-        report: dict[str, Any] = {"machine": f"{os.cpu_count()} cores", "date": time.strftime("%Y-%m-%d"),
-                                  "cli_startup_s": cli_startup(env), "runs": [], "first_configure_roles": {}}
+        report: dict[str, Any] = {"machine": f"{os.cpu_count()} cores", "cores": os.cpu_count(),
+                                  "date": time.strftime("%Y-%m-%d"), "cli_startup_s": cli_startup(env), "runs": [],
+                                  "first_configure_roles": {}, "first_configure_samples": {}}
         for nodes in sizes:
             for mode in modes:
                 runs, roles = run_mode(work, env, nodes, mode)
                 report["runs"] += runs
                 report["first_configure_roles"][f"{mode}-{nodes}"] = roles
-        report["up_regions"] = regions_in_parallel(work, env, args.region_nodes)
+                if mode == "tuned" and nodes in (1, 5):
+                    first = next(r["wall_s"] for r in runs if r["phase"] == "first")
+                    report["first_configure_samples"][f"tuned-{nodes}"] = [first] + [
+                        first_configure_wall(work, env, nodes) for _ in range(args.first_samples - 1)]
+        report["up_regions"] = regions_in_parallel(work, env, args.region_nodes, args.region_rounds)
 
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "benchmark.json").write_text(json.dumps(report, indent=2) + "\n")
