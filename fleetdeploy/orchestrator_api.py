@@ -20,6 +20,7 @@ from fleetdeploy.files import read_token
 from fleetdeploy.results import OrchestratorView
 
 NODES_PATH = "/api/v1/orchestrator/nodes"
+ALIVE_PATH = "/api/v1/agent/alive"  # open without credentials
 CONNECTED = "CONNECTED"
 APPROVED = "APPROVED"
 NOT_LISTED = "not listed"
@@ -127,10 +128,8 @@ class OrchestratorApi:
         if self.unavailable:
             raise OrchestratorApiError(f"orchestrator API: {self.unavailable}")
         where = f"orchestrator API {self.url}"
-        # No proxies: the API is reached directly (a proxy from the environment would see the bearer key).
-        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
         try:
-            with opener.open(self._request(), timeout=self.timeout_s) as response:
+            with _direct_opener().open(self._request(), timeout=self.timeout_s) as response:
                 body = response.read(16 * 1024 * 1024)
         except urllib.error.HTTPError as exc:
             raise OrchestratorApiError(f"{where} answered {exc.code} {_api_message(exc)}") from None
@@ -145,6 +144,20 @@ class OrchestratorApi:
             return parse_nodes(json.loads(body))
         except ValueError as exc:
             raise OrchestratorApiError(f"{where} answered something that is not Bacalhau's node list ({exc})") from None
+
+
+    def alive(self) -> bool:
+        """Whether Bacalhau's liveness path answers 200 within timeout_s."""
+        try:
+            with _direct_opener().open(self.url + ALIVE_PATH, timeout=self.timeout_s) as response:
+                return bool(response.status == 200)
+        except (OSError, ValueError):
+            return False
+
+
+def _direct_opener() -> urllib.request.OpenerDirector:
+    # No proxies: the API is reached directly (a proxy from the environment would see the bearer key).
+    return urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
 def _api_message(exc: urllib.error.HTTPError) -> str:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import threading
 import time
-import urllib.request
 from contextlib import suppress
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -19,6 +18,7 @@ import yaml
 
 from fleetdeploy.files import read_token
 from fleetdeploy.nodes import ClusterOutcome, Outcome, ProgressCallback
+from fleetdeploy.orchestrator_api import OrchestratorApi
 from fleetdeploy.providers.local_docker import Container, DockerCli, DockerError
 
 if TYPE_CHECKING:
@@ -32,17 +32,8 @@ API_USER_ALIAS = "fleetdeploy"
 # Bacalhau answers within a second or two of starting; the image may be a real one on a busy machine.
 READY_TIMEOUT = 60.0
 READY_PROBE_INTERVAL = 0.1
+READY_PROBE_TIMEOUT = 1.0
 READY_PROBES_PER_CHECK = 5  # the container's state (a `docker inspect`) is read every half second
-
-
-def _alive(url: str) -> bool:
-    """Whether Bacalhau's liveness endpoint (open without credentials) answers 200."""
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback: never through a proxy
-    try:
-        with opener.open(url + "/api/v1/agent/alive", timeout=1) as response:
-            return bool(response.status == 200)
-    except (OSError, ValueError):
-        return False
 
 
 class LocalOrchestrator:
@@ -97,8 +88,7 @@ class LocalOrchestrator:
             return None
         return f"http://127.0.0.1:{current.ports[API_PORT]}"
 
-    def ensure(self, docker: DockerCli, progress: ProgressCallback,
-               stop: threading.Event | None = None) -> ClusterOutcome:
+    def ensure(self, docker: DockerCli, progress: ProgressCallback, stop: threading.Event) -> ClusterOutcome:
         image = self.fleet.bacalhau.image
         try:
             changed = self._write_config()
@@ -117,7 +107,7 @@ class LocalOrchestrator:
             for key, value in (self.labels | {"fleetdeploy.image": image}).items():
                 args += ["--label", f"{key}={value}"]
             docker.run_container([*args, image, "serve", "--config", "/etc/bacalhau/config.yaml"])
-            self._wait_ready(docker, stop or threading.Event())
+            self._wait_ready(docker, stop)
         except DockerError as exc:
             progress(self.name, f"failed: {exc}")
             return ClusterOutcome(self.name, "local", Outcome.FAILED, str(exc))
@@ -127,14 +117,14 @@ class LocalOrchestrator:
         """Until the API answers: the nodes configured next connect at once. A bad config makes the process exit
         (and Docker restart it) straight away: caught here, not in configure. `stop` (Ctrl-C) ends the wait."""
         deadline = time.monotonic() + READY_TIMEOUT
-        url = None
         while True:
             current = docker.container(self.name)
             if current is None or not current.running or current.status == "restarting":
                 raise DockerError(f"{self.name} exited right after start (see `docker logs {self.name}`)")
-            url = url or self.api_url(docker, current)
+            url = self.api_url(docker, current)
+            api = OrchestratorApi(url, timeout_s=READY_PROBE_TIMEOUT) if url else None
             for _ in range(READY_PROBES_PER_CHECK):
-                if url and _alive(url):
+                if api and api.alive():
                     return
                 if stop.is_set():
                     raise DockerError("interrupted")
