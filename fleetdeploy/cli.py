@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from fleetdeploy.errors import FleetError, InputError
-from fleetdeploy.rolling import DEFAULT_BATCH, batch_size
+from fleetdeploy.operations.rolling import DEFAULT_BATCH, batch_size
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 
@@ -161,7 +161,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return EXIT_BAD_INPUT
         args = parser.parse_args(argv)
         _check_args(args)
-        from fleetdeploy.commands import run_command
+        from fleetdeploy.operations.commands import run_command
 
         return run_command(args)
     except InputError as error:

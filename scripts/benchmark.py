@@ -68,9 +68,9 @@ images:
 
 def provision(fleet_file: Path) -> float:
     """Create the fleet's nodes (the provider alone, no configure), in seconds."""
-    from fleetdeploy.config import load_fleet
+    from fleetdeploy.fleet.model import load_fleet
     from fleetdeploy.paths import state_dir
-    from fleetdeploy.providers.local import LocalProvider
+    from fleetdeploy.providers.local.provider import LocalProvider
 
     started = time.perf_counter()
     outcomes = LocalProvider(load_fleet(fleet_file), state_dir()).up(lambda cluster, message: None)

@@ -12,7 +12,7 @@ REPO = Path(__file__).resolve().parents[1]
 SCRIPT = textwrap.dedent(
     """
     import os, subprocess, sys
-    from fleetdeploy.capture import captured_fds, original_stdout
+    from fleetdeploy.output.capture import captured_fds, original_stdout
     out = original_stdout()
     seen = []
     with captured_fds(seen.append):

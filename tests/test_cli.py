@@ -266,7 +266,7 @@ def test_unconfirmed_down_says_so_on_stderr(tmp_path: Path, token_file: Path) ->
 
 def test_run_logs_are_private_and_only_the_last_twenty_are_kept(tmp_path: Path,
                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
-    from fleetdeploy.runlog import RUNS_KEPT, RunLog
+    from fleetdeploy.runs.runlog import RUNS_KEPT, RunLog
 
     monkeypatch.setenv("FLEETDEPLOY_STATE_DIR", str(tmp_path))
     runs = tmp_path / "demo" / "runs"

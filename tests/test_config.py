@@ -11,11 +11,11 @@ from typing import Any
 import pytest
 import yaml
 
-from fleetdeploy.config import Fleet, load_fleet
-from fleetdeploy.files import read_token
-from fleetdeploy.orchestrator_spec import normalize_api_url, normalize_endpoint
 from fleetdeploy.errors import InputError
-from fleetdeploy.regions import zone_belongs_to
+from fleetdeploy.fleet.files import read_token
+from fleetdeploy.fleet.model import Fleet, load_fleet
+from fleetdeploy.fleet.orchestrator_spec import normalize_api_url, normalize_endpoint
+from fleetdeploy.fleet.regions import zone_belongs_to
 
 TOKEN = "s3cr3t-token-value"
 

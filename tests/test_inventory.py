@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from fleetdeploy.config import Fleet, load_fleet
 from fleetdeploy.errors import FleetError
-from fleetdeploy.inventory import build_inventory, inventory_path, write_inventory
-from fleetdeploy.nodes import Node
+from fleetdeploy.fleet.model import Fleet, load_fleet
+from fleetdeploy.providers.base import Node
+from fleetdeploy.runs.inventory import build_inventory, inventory_path, write_inventory
 
 TOKEN = "orchestrator-token-7c1d2e"
 AWS_SECRET = "aws-secret-key-0f9e8d"

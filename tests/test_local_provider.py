@@ -20,12 +20,12 @@ from pathlib import Path
 
 import pytest
 
-from fleetdeploy.config import Fleet
 from fleetdeploy.errors import InputError
-from fleetdeploy.results import ClusterOutcome, Outcome
-from fleetdeploy.providers.local import LocalProvider
-from fleetdeploy.providers.local_docker import DockerCli
-from fleetdeploy.providers.local_image import ensure_node_image
+from fleetdeploy.fleet.model import Fleet
+from fleetdeploy.providers.base import ClusterOutcome, Outcome
+from fleetdeploy.providers.local.docker import DockerCli
+from fleetdeploy.providers.local.image import ensure_node_image
+from fleetdeploy.providers.local.provider import LocalProvider
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DOUBLE_IMAGE = "localhost/bacalhau-double:test"
@@ -471,7 +471,7 @@ def test_orchestrator_that_exits_at_start_fails_at_once(
 def test_orchestrator_whose_api_never_answers_fails_after_the_timeout(
     tmp_path: Path, fake_docker: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from fleetdeploy.providers import local_orchestrator
+    from fleetdeploy.providers.local import orchestrator as local_orchestrator
 
     monkeypatch.setenv("FAKE_IMAGES", f"localhost/fleet-node:trixie,{DOUBLE_IMAGE}")
     with socket.socket() as closed:  # a loopback port nothing listens on

@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from fleetdeploy.join import MAX_API_FAILURES, wait_for_join
-from fleetdeploy.orchestrator_api import OrchestratorApi, OrchestratorApiError, OrchestratorNode, readiness, view_of
-from fleetdeploy.progress import ProgressBoard
+from fleetdeploy.orchestrator.api import OrchestratorApi, OrchestratorApiError, OrchestratorNode, readiness, view_of
+from fleetdeploy.orchestrator.join import MAX_API_FAILURES, wait_for_join
+from fleetdeploy.output.progress import ProgressBoard
 
 API_KEY = "api-key-" + "5e" * 8
 

@@ -19,9 +19,9 @@ from rich.console import Console
 sys.path.insert(0, str(Path(__file__).resolve().parent / "doubles"))  # the doubles' own process harness
 from bacalhau_harness import Node, start_compute, start_orchestrator, wait_for  # noqa: E402
 
-from fleetdeploy.join import wait_for_join  # noqa: E402
-from fleetdeploy.orchestrator_api import OrchestratorApi, OrchestratorApiError, views  # noqa: E402
-from fleetdeploy.progress import ProgressBoard  # noqa: E402
+from fleetdeploy.orchestrator.api import OrchestratorApi, OrchestratorApiError, views  # noqa: E402
+from fleetdeploy.orchestrator.join import wait_for_join  # noqa: E402
+from fleetdeploy.output.progress import ProgressBoard  # noqa: E402
 
 API_KEY = "fleetdeploy-view-key-" + "7" * 12  # Bacalhau wants API keys of 20+ characters
 

@@ -16,9 +16,9 @@ from typing import Any
 import pytest
 import yaml
 
-from fleetdeploy.config import Fleet, load_fleet
-from fleetdeploy.pricing import FleetPrice, Unknown, catalog_file, format_price, region_prices
-from fleetdeploy.providers.skypilot_task import Market
+from fleetdeploy.fleet.model import Fleet, load_fleet
+from fleetdeploy.providers.skypilot.pricing import FleetPrice, Unknown, catalog_file, format_price, region_prices
+from fleetdeploy.providers.skypilot.task import Market
 
 REPO = Path(__file__).resolve().parents[1]
 HEADER = (
@@ -193,8 +193,8 @@ def test_pricing_never_imports_sky(home: Path, fleet: Fleet, tmp_path: Path, wit
     if with_catalog:
         place_catalog(home)
     body = f"""
-from fleetdeploy.config import load_fleet
-from fleetdeploy.pricing import format_price, region_prices
+from fleetdeploy.fleet.model import load_fleet
+from fleetdeploy.providers.skypilot.pricing import format_price, region_prices
 price = region_prices(load_fleet({str(tmp_path / "fleet.yaml")!r}))
 result = [format_price(price.per_hour, price.unknown), sorted(m for m in sys.modules if m.split(".")[0] == "sky")]
 """

@@ -5,18 +5,12 @@ from __future__ import annotations
 import pytest
 
 from fleetdeploy.errors import InputError
-from fleetdeploy.results import (
-    ConfigureResult,
-    Health,
-    HealthResult,
-    JoinResult,
-    NodeHealth,
-    NodeJoin,
-    NodeRun,
-    NodeState,
-    OrchestratorView,
-)
-from fleetdeploy.rolling import batch_failures, batch_size, roll, rolling_order, split
+from fleetdeploy.health.verdict import Health, HealthResult, NodeHealth
+from fleetdeploy.operations.rolling import batch_failures, batch_size, roll, rolling_order, split
+from fleetdeploy.orchestrator.api import OrchestratorView
+from fleetdeploy.orchestrator.join import JoinResult, NodeJoin
+from fleetdeploy.output.results import ConfigureResult, NodeRun
+from fleetdeploy.runs.runner import NodeState
 
 
 @pytest.mark.parametrize(("spec", "total", "size"), [("1", 10, 1), ("3", 2, 3), ("25%", 3, 1), ("25%", 10, 3),

@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from fleetdeploy.errors import InputError
-from fleetdeploy.providers.skypilot_config import ENV_VAR, install_project_config
+from fleetdeploy.providers.skypilot.project_config import ENV_VAR, install_project_config
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -25,7 +25,7 @@ PROBE = textwrap.dedent(
     """
     import json, sys
     from pathlib import Path
-    from fleetdeploy.providers.skypilot import load_sky
+    from fleetdeploy.providers.skypilot.provider import load_sky
     load_sky(Path(sys.argv[1]))
     from sky import skypilot_config
     print(json.dumps({key: skypilot_config.get_nested(tuple(key.split(".")), None) for key in sys.argv[2:]}))

@@ -13,9 +13,9 @@ import requests
 import yaml
 from sky_double import KEY_PATH, FakeCluster, FakeNode, SkyDouble, status_record
 
-from fleetdeploy.config import Fleet, load_fleet
 from fleetdeploy.errors import FleetError
-from fleetdeploy.providers.skypilot import SkyPilotProvider, nodes_from_status
+from fleetdeploy.fleet.model import Fleet, load_fleet
+from fleetdeploy.providers.skypilot.provider import SkyPilotProvider, nodes_from_status
 
 REPO = Path(__file__).resolve().parents[1]
 UP = SkyDouble.ClusterStatus.UP
@@ -263,9 +263,9 @@ def test_importing_the_provider_and_rendering_do_not_import_sky(fleet: Fleet, tm
     script = textwrap.dedent(
         f"""
         import sys
-        from fleetdeploy.config import load_fleet
-        from fleetdeploy.providers.skypilot import SkyPilotProvider
-        from fleetdeploy.providers.skypilot_task import render_task, to_yaml
+        from fleetdeploy.fleet.model import load_fleet
+        from fleetdeploy.providers.skypilot.provider import SkyPilotProvider
+        from fleetdeploy.providers.skypilot.task import render_task, to_yaml
         text = to_yaml(render_task(load_fleet({str(tmp_path / "fleet.yaml")!r}), "us-west-2"))
         assert "infra: aws/us-west-2/us-west-2b" in text
         print("sky" in sys.modules, any(m.startswith("sky.") for m in sys.modules))
@@ -282,7 +282,7 @@ def test_loader_disables_usage_collection_and_installs_the_project_config(tmp_pa
         import os
         from pathlib import Path
         os.environ.pop("SKYPILOT_DISABLE_USAGE_COLLECTION", None)
-        from fleetdeploy.providers.skypilot import load_sky
+        from fleetdeploy.providers.skypilot.provider import load_sky
         sky = load_sky(Path({str(tmp_path / "project.yaml")!r}))
         from sky import skypilot_config
         print(os.environ["SKYPILOT_DISABLE_USAGE_COLLECTION"], hasattr(sky.exceptions, "ClusterDoesNotExist"),
@@ -298,7 +298,7 @@ def test_loader_disables_usage_collection_and_installs_the_project_config(tmp_pa
 
 
 def test_errors_keep_their_first_paragraph_without_terminal_codes() -> None:
-    from fleetdeploy.providers.skypilot import describe_error
+    from fleetdeploy.providers.skypilot.provider import describe_error
 
     error = SkyDouble.exceptions.CloudUserIdentityError(
         "\x1b[31mFailed to get AWS user identity.\x1b[0m Details: no credentials\n"

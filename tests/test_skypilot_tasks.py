@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 import yaml
 
-from fleetdeploy.config import Fleet, load_fleet
-from fleetdeploy.providers.skypilot_task import TEMPLATE, Candidate, candidates, render_task, to_yaml
+from fleetdeploy.fleet.model import Fleet, load_fleet
+from fleetdeploy.providers.skypilot.task import TEMPLATE, Candidate, candidates, render_task, to_yaml
 
 REPO = Path(__file__).resolve().parents[1]
 TASK_FILES = sorted((REPO / "skypilot-tasks").glob("*.yaml"))

@@ -27,8 +27,8 @@ from typing import Any
 import psutil
 import pytest
 
-from fleetdeploy.config import load_fleet
-from fleetdeploy.providers.local import LocalProvider
+from fleetdeploy.fleet.model import load_fleet
+from fleetdeploy.providers.local.provider import LocalProvider
 
 REPO = Path(__file__).resolve().parents[2]
 ARCHIVES = REPO / ".cache" / "images"

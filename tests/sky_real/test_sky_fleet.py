@@ -24,7 +24,6 @@ from typing import Any
 
 import pytest
 import yaml
-
 from sky_world import SkyWorld, api_server_processes
 
 pytestmark = pytest.mark.e2e

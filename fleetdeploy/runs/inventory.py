@@ -15,11 +15,11 @@ from typing import Any
 
 import yaml
 
-from fleetdeploy.config import Fleet
-from fleetdeploy.convergence import config_digest
 from fleetdeploy.errors import FleetError
-from fleetdeploy.nodes import Node
-from fleetdeploy.orchestrator_spec import LOCAL
+from fleetdeploy.fleet.model import Fleet
+from fleetdeploy.fleet.orchestrator_spec import LOCAL
+from fleetdeploy.providers.base import Node
+from fleetdeploy.runs.convergence import config_digest
 
 _UNSAFE = re.compile(r"[^a-z0-9-]+")
 # Variables only the controller-side plays read (health.yml): never part of a node's convergence digest.

@@ -10,7 +10,7 @@ from typing import Any
 
 import yaml
 
-from fleetdeploy.config import Fleet
+from fleetdeploy.fleet.model import Fleet
 from fleetdeploy.paths import SKYPILOT_TASK
 
 TEMPLATE = SKYPILOT_TASK
@@ -105,7 +105,7 @@ def render_task(fleet: Fleet, region: str, template: dict[str, Any] | None = Non
         task.pop(key, None)
     resources.pop("ports", None)
     # Only keys sky.launch accepts in a task may stay (OVERRIDEABLE_CONFIG_KEYS_IN_TASK); ours live in the
-    # project config (skypilot_config.py). An empty config is dropped.
+    # project config (project_config.py). An empty config is dropped.
     config = task.get("config") or {}
     config.pop("aws", None)
     if config:

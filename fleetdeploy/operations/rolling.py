@@ -13,7 +13,9 @@ from collections.abc import Callable, Sequence
 from itertools import zip_longest
 
 from fleetdeploy.errors import InputError
-from fleetdeploy.results import ConfigureResult, HealthResult, JoinResult, RollingBatch
+from fleetdeploy.health.verdict import HealthResult
+from fleetdeploy.orchestrator.join import JoinResult
+from fleetdeploy.output.results import ConfigureResult, RollingBatch
 
 DEFAULT_BATCH = "25%"
 

@@ -11,12 +11,12 @@ from typing import Any, Literal
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from fleetdeploy.errors import InputError
-from fleetdeploy.files import check_readable_file, resolve_path
-from fleetdeploy.fleetfile import KeyPathError as _At
-from fleetdeploy.fleetfile import one_line, read_mapping
-from fleetdeploy.orchestrator_spec import LOCAL, OrchestratorSpec
-from fleetdeploy.regions import DefaultsSpec, RegionSpec, StrictModel, is_known_region
-from fleetdeploy.role_options import TOOL_SET_VARS, role_options
+from fleetdeploy.fleet.files import check_readable_file, resolve_path
+from fleetdeploy.fleet.fleetfile import KeyPathError as _At
+from fleetdeploy.fleet.fleetfile import one_line, read_mapping
+from fleetdeploy.fleet.orchestrator_spec import LOCAL, OrchestratorSpec
+from fleetdeploy.fleet.regions import DefaultsSpec, RegionSpec, StrictModel, is_known_region
+from fleetdeploy.fleet.role_options import TOOL_SET_VARS, role_options
 
 DEFAULT_BACALHAU_VERSION = "v1.9.3"
 # DESIGN.md §3: the v1.5 config schema starts at v1.5.0, but v1.5.0 and v1.5.1 serve the unredacted config (token

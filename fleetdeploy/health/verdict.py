@@ -7,17 +7,52 @@ health.yml asks the API once and hands each node its NodeState; the readiness ru
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from typing import Any
 
-from fleetdeploy.orchestrator_api import OrchestratorNode, view_of
-from fleetdeploy.results import Health, NodeHealth, OrchestratorView
-from fleetdeploy.runner import RunResult
+from fleetdeploy.orchestrator.api import OrchestratorNode, OrchestratorView, view_of
+from fleetdeploy.runs.runner import RunResult
 
 # health.yml hands each node's status JSON (written by the node's health script) to the controller in this fact.
 STATUS_REPORT = "fleet_report_health_status"
 # ... and the orchestrator's answer for it: {"api": url, "error": one line or "", "node": NodeState or null}.
 ORCHESTRATOR_REPORT = "fleet_report_orchestrator"
+
+
+class Health(enum.StrEnum):
+    """One node's verdict in the health check (the node's own health script decides healthy/unhealthy)."""
+
+    HEALTHY = "healthy"
+    UNHEALTHY = "unhealthy"
+    UNREACHABLE = "unreachable"
+    NOT_CONFIGURED = "not configured yet"
+
+    @property
+    def ok(self) -> bool:
+        return self is Health.HEALTHY
+
+
+@dataclass(frozen=True)
+class NodeHealth:
+    node: str
+    health: Health  # the verdict: the node's own checks, then the orchestrator's view when it could be read
+    failing: list[str]
+    orchestrator: OrchestratorView | None = None  # None: no orchestrator.api, or it could not be read
+    images: dict[str, str] = field(default_factory=dict)  # container -> image it runs (from the node's check)
+
+
+@dataclass
+class HealthResult:
+    nodes: list[NodeHealth]
+    note: str = ""  # a fleet-level problem (e.g. the run itself failed): never charged to one node
+    orchestrator_note: str = ""  # why the orchestrator's view is missing (one line), when orchestrator.api is set
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.nodes) and all(n.health.ok for n in self.nodes)
+
 
 
 def failing_checks(status: dict[str, Any]) -> list[str]:

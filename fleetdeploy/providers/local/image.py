@@ -10,10 +10,10 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from fleetdeploy.config import Fleet
 from fleetdeploy.errors import InputError
+from fleetdeploy.fleet.model import Fleet
 from fleetdeploy.paths import IMAGE_BUILD_SCRIPT, REPO_ROOT
-from fleetdeploy.providers.local_docker import DockerCli, DockerError
+from fleetdeploy.providers.local.docker import DockerCli, DockerError
 
 # debootstrap of trixie plus the engine packages takes minutes on 2 cores; bounded so a stuck mirror fails.
 BUILD_TIMEOUT = 1800.0

@@ -1,6 +1,6 @@
 """Turns command results into tables (people) or JSON (`--output json`: scripts and tests). Nothing else prints them.
 
-JSON goes to stdout as one document and nothing else does: progress then goes to stderr (commands.py).
+JSON goes to stdout as one document and nothing else does: progress then goes to stderr (operations/commands.py).
 """
 
 from __future__ import annotations
@@ -11,22 +11,21 @@ from typing import Any
 from rich.console import Console
 from rich.text import Text
 
-from fleetdeploy.orchestrator_api import short_time
-from fleetdeploy.progress import print_table, styled
-from fleetdeploy.results import (
-    ClusterOutcome,
+from fleetdeploy.health.verdict import HealthResult
+from fleetdeploy.orchestrator.api import OrchestratorView, short_time
+from fleetdeploy.orchestrator.join import JoinResult
+from fleetdeploy.output.progress import print_table, styled
+from fleetdeploy.output.results import (
     ConfigureResult,
     DownResult,
-    HealthResult,
     InventoryResult,
-    JoinResult,
-    OrchestratorView,
     PlanResult,
     RollingResult,
     StatusResult,
     UpResult,
     to_json,
 )
+from fleetdeploy.providers.base import ClusterOutcome
 
 
 def show(console: Console, result: Any, output: str) -> None:

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
-from fleetdeploy.config import Fleet
-from fleetdeploy.providers.skypilot_task import Market, candidates
+from fleetdeploy.fleet.model import Fleet
+from fleetdeploy.providers.skypilot.task import Market, candidates
 
 # sky.skylet.constants.CATALOG_SCHEMA_VERSION of the pinned SkyPilot (0.14.1); a newer schema lives elsewhere.
 CATALOG_SCHEMA_VERSION = "v8"

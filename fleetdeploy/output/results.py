@@ -12,61 +12,11 @@ import enum
 from dataclasses import dataclass, field
 from typing import Any
 
-
-class Outcome(enum.StrEnum):
-    """What happened to one cluster in `up` or `down`."""
-
-    LAUNCHED = "launched"
-    RELAUNCHED = "relaunched"
-    RESIZED = "resized"
-    UNCHANGED = "unchanged"
-    REMOVED = "removed"
-    FAILED = "failed"
-
-    @property
-    def ok(self) -> bool:
-        return self is not Outcome.FAILED
-
-
-class NodeState(enum.StrEnum):
-    """One node's result in an Ansible run (configure, drift check, exec)."""
-
-    OK = "ok"
-    CHANGED = "changed"  # configure: changes made; --check: changes that would be made (drift)
-    CONVERGED = "converged"  # up: the node's stamp matched, nothing was run
-    FAILED = "failed"
-    UNREACHABLE = "unreachable"
-
-    @property
-    def ok(self) -> bool:
-        return self not in (NodeState.FAILED, NodeState.UNREACHABLE)
-
-
-class Health(enum.StrEnum):
-    """One node's verdict in the health check (the node's own health script decides healthy/unhealthy)."""
-
-    HEALTHY = "healthy"
-    UNHEALTHY = "unhealthy"
-    UNREACHABLE = "unreachable"
-    NOT_CONFIGURED = "not configured yet"
-
-    @property
-    def ok(self) -> bool:
-        return self is Health.HEALTHY
-
-
-@dataclass(frozen=True)
-class ClusterOutcome:
-    """What happened to one cluster during `up` or `down`; `ok` follows from the outcome."""
-
-    cluster: str
-    region: str
-    action: Outcome
-    error: str | None = None
-
-    @property
-    def ok(self) -> bool:
-        return self.action.ok
+from fleetdeploy.health.verdict import Health, HealthResult
+from fleetdeploy.orchestrator.api import OrchestratorView
+from fleetdeploy.orchestrator.join import JoinResult
+from fleetdeploy.providers.base import ClusterOutcome
+from fleetdeploy.runs.runner import NodeState
 
 
 @dataclass
@@ -101,38 +51,6 @@ class ConfigureResult:
     @property
     def drifted(self) -> list[str]:
         return sorted(n.node for n in self.nodes if self.check and (n.changed or n.drift))
-
-
-@dataclass(frozen=True)
-class OrchestratorView:
-    """One node as the orchestrator's API lists it (Bacalhau's NodeState, reduced to what operators read)."""
-
-    connection: str  # CONNECTED | DISCONNECTED (Bacalhau's spelling) | "not listed"
-    approval: str | None  # APPROVED | PENDING | REJECTED; None when not listed
-    last_heartbeat: str | None  # RFC3339 as Bacalhau writes it
-    connected_since: str | None
-    ready: bool  # Compute, CONNECTED and APPROVED
-    reason: str  # why not ready ("" when ready)
-
-
-@dataclass(frozen=True)
-class NodeHealth:
-    node: str
-    health: Health  # the verdict: the node's own checks, then the orchestrator's view when it could be read
-    failing: list[str]
-    orchestrator: OrchestratorView | None = None  # None: no orchestrator.api, or it could not be read
-    images: dict[str, str] = field(default_factory=dict)  # container -> image it runs (from the node's check)
-
-
-@dataclass
-class HealthResult:
-    nodes: list[NodeHealth]
-    note: str = ""  # a fleet-level problem (e.g. the run itself failed): never charged to one node
-    orchestrator_note: str = ""  # why the orchestrator's view is missing (one line), when orchestrator.api is set
-
-    @property
-    def ok(self) -> bool:
-        return bool(self.nodes) and all(n.health.ok for n in self.nodes)
 
 
 @dataclass(frozen=True)
@@ -197,26 +115,6 @@ class InventoryResult:
     path: str
     nodes: int
     text: str
-
-
-@dataclass(frozen=True)
-class NodeJoin:
-    node: str
-    orchestrator: OrchestratorView | None  # None: the API never answered for it
-
-
-@dataclass
-class JoinResult:
-    """`up`'s wait for the orchestrator to list the configured nodes as ready."""
-
-    seconds: float
-    nodes: list[NodeJoin]
-    note: str = ""  # timeout, or why the API could not be read
-    api_unreadable: bool = False  # then nothing is charged to the nodes (health's rule)
-
-    @property
-    def ok(self) -> bool:
-        return self.api_unreadable or all(n.orchestrator is not None and n.orchestrator.ready for n in self.nodes)
 
 
 @dataclass

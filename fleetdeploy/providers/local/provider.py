@@ -21,16 +21,24 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from fleetdeploy.errors import InputError
-from fleetdeploy.nodes import ActionKind, ClusterAction, ClusterOutcome, ClusterPlan, Node, Outcome, ProgressCallback
-from fleetdeploy.orchestrator_api import LOCAL_NOT_RUNNING
-from fleetdeploy.orchestrator_spec import LOCAL
-from fleetdeploy.providers.local_docker import DockerCli, DockerError
-from fleetdeploy.providers.local_image import ensure_node_image, ensure_service_images
-from fleetdeploy.providers.local_orchestrator import LocalOrchestrator
-from fleetdeploy.ssh import NODE_USER, ssh_argv
+from fleetdeploy.fleet.orchestrator_spec import LOCAL
+from fleetdeploy.orchestrator.api import LOCAL_NOT_RUNNING
+from fleetdeploy.providers.base import (
+    ActionKind,
+    ClusterAction,
+    ClusterOutcome,
+    ClusterPlan,
+    Node,
+    Outcome,
+    ProgressCallback,
+)
+from fleetdeploy.providers.local.docker import DockerCli, DockerError
+from fleetdeploy.providers.local.image import ensure_node_image, ensure_service_images
+from fleetdeploy.providers.local.orchestrator import LocalOrchestrator
+from fleetdeploy.runs.ssh import NODE_USER, ssh_argv
 
 if TYPE_CHECKING:
-    from fleetdeploy.config import Fleet
+    from fleetdeploy.fleet.model import Fleet
 
 LABEL_FLEET = "fleetdeploy.fleet"
 LABEL_ROLE = "fleetdeploy.role"

@@ -10,7 +10,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from fleetdeploy.fleetfile import KeyPathError as _At
+from fleetdeploy.fleet.fleetfile import KeyPathError as _At
 
 # Commercial AWS regions as of 2025 (GovCloud and China are separate partitions SkyPilot does not target).
 AWS_REGIONS: frozenset[str] = frozenset(

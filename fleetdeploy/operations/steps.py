@@ -7,15 +7,15 @@ from __future__ import annotations
 
 import time
 
-from fleetdeploy.context import Context
-from fleetdeploy.health import node_health
-from fleetdeploy.join import wait_for_join
-from fleetdeploy.nodes import Node
+from fleetdeploy.health.verdict import HealthResult, node_health
+from fleetdeploy.operations.context import Context
+from fleetdeploy.orchestrator.join import JoinResult, wait_for_join
+from fleetdeploy.output.progress import ProgressBoard
+from fleetdeploy.output.results import ConfigureResult, NodeRun
 from fleetdeploy.paths import HEALTH_PLAYBOOK, SITE_PLAYBOOK
-from fleetdeploy.progress import ProgressBoard
-from fleetdeploy.results import ConfigureResult, HealthResult, JoinResult, NodeRun
-from fleetdeploy.runlog import RunLog
-from fleetdeploy.runner import RunResult, run_ansible
+from fleetdeploy.providers.base import Node
+from fleetdeploy.runs.runlog import RunLog
+from fleetdeploy.runs.runner import RunResult, run_ansible
 
 
 def ansible_run(ctx: Context, title: str, targets: list[str], **kwargs: object) -> RunResult:

@@ -7,6 +7,7 @@ The private data dir (artifacts, event JSON) is a temporary directory removed af
 from __future__ import annotations
 
 import difflib
+import enum
 import os
 import signal
 import sys
@@ -18,9 +19,23 @@ from pathlib import Path
 from typing import Any, Protocol, TextIO
 
 from fleetdeploy.paths import ANSIBLE_CFG, REPO_ROOT, ROLES_DIR
-from fleetdeploy.results import NodeState
 
 MAX_FORKS = 50
+
+
+class NodeState(enum.StrEnum):
+    """One node's result in an Ansible run (configure, drift check, exec)."""
+
+    OK = "ok"
+    CHANGED = "changed"  # configure: changes made; --check: changes that would be made (drift)
+    CONVERGED = "converged"  # up: the node's stamp matched, nothing was run
+    FAILED = "failed"
+    UNREACHABLE = "unreachable"
+
+    @property
+    def ok(self) -> bool:
+        return self not in (NodeState.FAILED, NodeState.UNREACHABLE)
+
 
 
 @dataclass

@@ -1,6 +1,6 @@
 """Reading the fleet file's YAML and turning pydantic errors into one line that names the key path.
 
-Kept apart from config.py (the models) so each module stays small. Messages never echo input values:
+Kept apart from model.py (the models) so each module stays small. Messages never echo input values:
 a user may have pasted a secret into the wrong key.
 """
 

@@ -11,22 +11,22 @@ import yaml
 from rich.console import Console
 from rich.text import Text
 
-from fleetdeploy.config import Fleet
-from fleetdeploy.convergence import roles_digest
 from fleetdeploy.errors import FleetError, InputError
-from fleetdeploy.inventory import build_inventory, host_name, inventory_path, write_inventory
-from fleetdeploy.nodes import Node, Provider
-from fleetdeploy.orchestrator_api import LOCAL_NOT_RUNNING, OrchestratorApi
-from fleetdeploy.orchestrator_spec import LOCAL
+from fleetdeploy.fleet.model import Fleet
+from fleetdeploy.fleet.orchestrator_spec import LOCAL
+from fleetdeploy.orchestrator.api import LOCAL_NOT_RUNNING, OrchestratorApi
 from fleetdeploy.paths import REPO_ROOT, state_dir
+from fleetdeploy.providers.base import Node, Provider
+from fleetdeploy.runs.convergence import roles_digest
+from fleetdeploy.runs.inventory import build_inventory, host_name, inventory_path, write_inventory
 
 
 def make_provider(fleet: Fleet, notice: Callable[[str], None]) -> Provider:
     if fleet.provider == "local":
-        from fleetdeploy.providers.local import LocalProvider
+        from fleetdeploy.providers.local.provider import LocalProvider
 
         return LocalProvider(fleet, state_dir())
-    from fleetdeploy.providers.skypilot import SkyPilotProvider
+    from fleetdeploy.providers.skypilot.provider import SkyPilotProvider
 
     return SkyPilotProvider(fleet, state_dir(), notice=notice)
 

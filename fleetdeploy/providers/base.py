@@ -7,10 +7,38 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from fleetdeploy.results import ClusterOutcome, Outcome
-
 __all__ = ["ActionKind", "ClusterAction", "ClusterOutcome", "ClusterPlan", "Node", "Outcome", "ProgressCallback",
            "Provider"]
+
+
+class Outcome(enum.StrEnum):
+    """What happened to one cluster in `up` or `down`."""
+
+    LAUNCHED = "launched"
+    RELAUNCHED = "relaunched"
+    RESIZED = "resized"
+    UNCHANGED = "unchanged"
+    REMOVED = "removed"
+    FAILED = "failed"
+
+    @property
+    def ok(self) -> bool:
+        return self is not Outcome.FAILED
+
+
+@dataclass(frozen=True)
+class ClusterOutcome:
+    """What happened to one cluster during `up` or `down`; `ok` follows from the outcome."""
+
+    cluster: str
+    region: str
+    action: Outcome
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.action.ok
+
 
 
 @dataclass(frozen=True)

@@ -16,13 +16,13 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from fleetdeploy.files import read_token
-from fleetdeploy.nodes import ClusterOutcome, Outcome, ProgressCallback
-from fleetdeploy.orchestrator_api import OrchestratorApi
-from fleetdeploy.providers.local_docker import Container, DockerCli, DockerError
+from fleetdeploy.fleet.files import read_token
+from fleetdeploy.orchestrator.api import OrchestratorApi
+from fleetdeploy.providers.base import ClusterOutcome, Outcome, ProgressCallback
+from fleetdeploy.providers.local.docker import Container, DockerCli, DockerError
 
 if TYPE_CHECKING:
-    from fleetdeploy.config import Fleet
+    from fleetdeploy.fleet.model import Fleet
 
 API_PORT = "1234/tcp"
 # Bacalhau's default is 1m; a local fleet is watched by tests and people at a terminal, so a dead node shows

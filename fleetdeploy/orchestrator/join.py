@@ -8,14 +8,35 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
-from fleetdeploy.orchestrator_api import OrchestratorApi, OrchestratorApiError, view_of
-from fleetdeploy.progress import ProgressBoard
-from fleetdeploy.results import JoinResult, NodeJoin, OrchestratorView
+from fleetdeploy.orchestrator.api import OrchestratorApi, OrchestratorApiError, OrchestratorView, view_of
+from fleetdeploy.output.progress import ProgressBoard
 
 POLL_INTERVAL_S = 2.0
 # Consecutive unreadable answers after which the wait stops asking (the API is down or misnamed, not slow).
 MAX_API_FAILURES = 4
+
+
+@dataclass(frozen=True)
+class NodeJoin:
+    node: str
+    orchestrator: OrchestratorView | None  # None: the API never answered for it
+
+
+@dataclass
+class JoinResult:
+    """`up`'s wait for the orchestrator to list the configured nodes as ready."""
+
+    seconds: float
+    nodes: list[NodeJoin]
+    note: str = ""  # timeout, or why the API could not be read
+    api_unreadable: bool = False  # then nothing is charged to the nodes (health's rule)
+
+    @property
+    def ok(self) -> bool:
+        return self.api_unreadable or all(n.orchestrator is not None and n.orchestrator.ready for n in self.nodes)
+
 
 
 def wait_for_join(api: OrchestratorApi, names: list[str], timeout_s: float, board: ProgressBoard,

@@ -1,4 +1,4 @@
-"""What each CLI command does: fleet file → provider → inventory → Ansible → a result, shown by render.py.
+"""What each CLI command does: fleet file → provider → inventory → Ansible → a result, shown by output/render.py.
 
 Each command computes a result object (results.py) and derives its exit code from that data; rendering (tables
 or `--output json`) happens in one place.
@@ -14,17 +14,16 @@ from collections.abc import Callable
 
 from rich.text import Text
 
-from fleetdeploy.capture import original_stderr, original_stdout
-from fleetdeploy.config import load_fleet
-from fleetdeploy.context import Context
 from fleetdeploy.errors import FleetError, InputError
-from fleetdeploy.nodes import Node, ProgressCallback
-from fleetdeploy.orchestrator_api import views
-from fleetdeploy.progress import ProgressBoard, make_console, styled
-from fleetdeploy.render import show
-from fleetdeploy.results import (
+from fleetdeploy.fleet.model import load_fleet
+from fleetdeploy.operations.context import Context
+from fleetdeploy.operations.steps import ansible_run, configure_nodes, health_of, node_runs, wait_for_nodes
+from fleetdeploy.orchestrator.api import views
+from fleetdeploy.output.capture import original_stderr, original_stdout
+from fleetdeploy.output.progress import ProgressBoard, make_console, styled
+from fleetdeploy.output.render import show
+from fleetdeploy.output.results import (
     ClusterCount,
-    ClusterOutcome,
     DownResult,
     InventoryResult,
     NodeInfo,
@@ -33,8 +32,8 @@ from fleetdeploy.results import (
     StatusResult,
     UpResult,
 )
-from fleetdeploy.runs import ansible_run, configure_nodes, health_of, node_runs, wait_for_nodes
-from fleetdeploy.ssh import ssh_argv
+from fleetdeploy.providers.base import ClusterOutcome, Node, ProgressCallback
+from fleetdeploy.runs.ssh import ssh_argv
 
 
 def run_command(args: argparse.Namespace) -> int:
@@ -76,7 +75,7 @@ def _prices(ctx: Context) -> tuple[dict[str, str], str | None]:
     """Hourly price per cluster and for the fleet, as shown; nothing for the local provider (no bill)."""
     if ctx.fleet.provider != "skypilot":
         return {}, None
-    from fleetdeploy.pricing import format_price, region_prices
+    from fleetdeploy.providers.skypilot.pricing import format_price, region_prices
 
     prices = region_prices(ctx.fleet)
     per_cluster = {ctx.fleet.cluster_name(r.region): format_price(r.per_region_hour, r.unknown)
@@ -124,7 +123,7 @@ def cmd_configure(ctx: Context) -> int:
     if limit is not None:
         limit = ctx.named_nodes([ctx.host(n) for n in limit])  # the same nodes, as the fresh inventory has them
     if ctx.args.rolling:
-        from fleetdeploy.rolling_command import configure_rolling
+        from fleetdeploy.operations.rolling_command import configure_rolling
 
         rolled = configure_rolling(ctx, nodes, limit)
         show(ctx.console, rolled, ctx.args.output)

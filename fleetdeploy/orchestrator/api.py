@@ -16,8 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from fleetdeploy.errors import InputError
-from fleetdeploy.files import read_token
-from fleetdeploy.results import OrchestratorView
+from fleetdeploy.fleet.files import read_token
 
 NODES_PATH = "/api/v1/orchestrator/nodes"
 ALIVE_PATH = "/api/v1/agent/alive"  # open without credentials
@@ -31,6 +30,19 @@ _ZERO_TIME = "0001-01-01T00:00:00Z"
 
 class OrchestratorApiError(Exception):
     """The API could not be read; the message is one line naming the URL and the reason."""
+
+
+@dataclass(frozen=True)
+class OrchestratorView:
+    """One node as the orchestrator's API lists it (Bacalhau's NodeState, reduced to what operators read)."""
+
+    connection: str  # CONNECTED | DISCONNECTED (Bacalhau's spelling) | "not listed"
+    approval: str | None  # APPROVED | PENDING | REJECTED; None when not listed
+    last_heartbeat: str | None  # RFC3339 as Bacalhau writes it
+    connected_since: str | None
+    ready: bool  # Compute, CONNECTED and APPROVED
+    reason: str  # why not ready ("" when ready)
+
 
 
 @dataclass(frozen=True)

@@ -14,12 +14,20 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from fleetdeploy.capture import captured_fds, strip_ansi
-from fleetdeploy.config import Fleet
 from fleetdeploy.errors import FleetError
-from fleetdeploy.nodes import ActionKind, ClusterAction, ClusterOutcome, ClusterPlan, Node, Outcome, ProgressCallback
-from fleetdeploy.providers.skypilot_config import install_project_config
-from fleetdeploy.providers.skypilot_task import candidates, render_task, to_yaml
+from fleetdeploy.fleet.model import Fleet
+from fleetdeploy.output.capture import captured_fds, strip_ansi
+from fleetdeploy.providers.base import (
+    ActionKind,
+    ClusterAction,
+    ClusterOutcome,
+    ClusterPlan,
+    Node,
+    Outcome,
+    ProgressCallback,
+)
+from fleetdeploy.providers.skypilot.project_config import install_project_config
+from fleetdeploy.providers.skypilot.task import candidates, render_task, to_yaml
 
 SdkLoader = Callable[[], Any]
 MAX_IN_FLIGHT = 4

@@ -12,9 +12,9 @@ from pathlib import Path
 
 from pydantic import field_validator, model_validator
 
-from fleetdeploy.files import check_token_file, resolve_path
-from fleetdeploy.fleetfile import KeyPathError
-from fleetdeploy.regions import StrictModel
+from fleetdeploy.fleet.files import check_token_file, resolve_path
+from fleetdeploy.fleet.fleetfile import KeyPathError
+from fleetdeploy.fleet.regions import StrictModel
 
 LOCAL = "local"
 DEFAULT_NATS_PORT = 4222

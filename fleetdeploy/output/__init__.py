@@ -1,0 +1,1 @@
+"""Results as data, and the one place that turns them into tables (people) or JSON (scripts); live progress."""

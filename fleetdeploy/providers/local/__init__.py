@@ -1,0 +1,1 @@
+"""The local provider: fleet nodes are systemd containers on this machine's Docker engine."""

@@ -1,0 +1,1 @@
+"""The SkyPilot provider: one cluster per region on AWS spot instances, through the SkyPilot SDK."""
