@@ -206,6 +206,20 @@ def test_unhealthy_node_exits_1_and_names_the_failures(
     assert len(log_lines) == 2 and all("UNHEALTHY failing=sensor:statusz,sensor:readings" in x for x in log_lines)
 
 
+def test_json_prints_the_status_it_writes_and_nothing_else(
+    hc: ModuleType, node: tuple[FakeNode, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    state, url = node
+    state.statusz = (500, {"error": "boom"})
+    _make_db(tmp_path / "sensor_data.db", 10)
+    settings = _settings(hc, tmp_path, url, _fake_docker(tmp_path, 0, HEALTHY_STATES))
+    assert hc.main(["--settings", str(_write_settings(tmp_path, settings)), "--json"]) == 1
+    out = capsys.readouterr().out
+    assert out.count("\n") == 1, out  # one line: the document, no human-readable lines
+    assert json.loads(out) == json.loads(Path(settings.status_file).read_text())
+    assert json.loads(out)["failing"] == ["sensor:statusz", "sensor:readings"]
+
+
 @pytest.mark.parametrize(
     ("states", "expected"),
     [

@@ -19,7 +19,7 @@ from rich.console import Console
 sys.path.insert(0, str(Path(__file__).resolve().parent / "doubles"))  # the doubles' own process harness
 from bacalhau_harness import Node, start_compute, start_orchestrator, wait_for  # noqa: E402
 
-from fleetdeploy.orchestrator.api import OrchestratorApi, OrchestratorApiError, views  # noqa: E402
+from fleetdeploy.orchestrator.api import OrchestratorApi, OrchestratorApiError  # noqa: E402
 from fleetdeploy.orchestrator.join import wait_for_join  # noqa: E402
 from fleetdeploy.output.progress import ProgressBoard  # noqa: E402
 
@@ -52,8 +52,10 @@ def test_views_of_joined_missing_and_dead_nodes(world: tuple[Node, int, Path], t
         wait_for(lambda: len(api.nodes()) == 2, 15, "both compute nodes listed")
         listed = api.nodes()
         assert sorted(listed) == ["fleet-lc-doomed", "fleet-lc-live"]  # the orchestrator's own entry is skipped
-        seen, note = views(api, ["fleet-lc-live", "fleet-lc-never"])
-        assert note == ""
+        answer = api.read()
+        assert answer.error == ""
+        seen = {name: answer.view(name) for name in ("fleet-lc-live", "fleet-lc-never")}
+        assert seen["fleet-lc-live"] and seen["fleet-lc-never"]
         assert seen["fleet-lc-live"].ready and seen["fleet-lc-live"].approval == "APPROVED"
         assert seen["fleet-lc-live"].last_heartbeat and seen["fleet-lc-live"].connected_since
         assert not seen["fleet-lc-never"].ready and seen["fleet-lc-never"].connection == "not listed"

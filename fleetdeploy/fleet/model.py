@@ -15,7 +15,12 @@ from fleetdeploy.fleet.files import check_readable_file, resolve_path
 from fleetdeploy.fleet.fleetfile import KeyPathError as _At
 from fleetdeploy.fleet.fleetfile import one_line, read_mapping
 from fleetdeploy.fleet.orchestrator_spec import LOCAL, OrchestratorSpec
-from fleetdeploy.fleet.regions import DefaultsSpec, RegionSpec, StrictModel, is_known_region
+from fleetdeploy.fleet.regions import (
+    DefaultsSpec,
+    RegionSpec,
+    StrictModel,
+    is_known_region,
+)
 from fleetdeploy.fleet.role_options import TOOL_SET_VARS, role_options
 
 DEFAULT_BACALHAU_VERSION = "v1.9.3"

@@ -1,24 +1,25 @@
-"""Turns what the health playbook reports per node into NodeHealth results.
+"""One verdict per node, judged here and nowhere else: `deploy.py health`, `up`, the rolling gate and
+`ansible-playbook playbooks/health.yml` (through its controller-side plugin) all call `judge`.
 
-Two views decide: the node's own health script (`status.healthy`), and, when the fleet file names the
-orchestrator's API, the orchestrator's node list (a node it does not list as CONNECTED and APPROVED has not joined).
-health.yml asks the API once and hands each node its NodeState; the readiness rule is orchestrator_api.readiness.
+Two views decide: the node's own health script (its status document's `healthy`), and, when the fleet file names
+the orchestrator's API, the orchestrator's node list (a node it does not list as CONNECTED and APPROVED has not
+joined; the rule is orchestrator.api.readiness). What the node's exchange gave back arrives as a NodeReport.
 """
 
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from fleetdeploy.orchestrator.api import OrchestratorNode, OrchestratorView, view_of
-from fleetdeploy.runs.runner import RunResult
+from fleetdeploy.orchestrator.api import OrchestratorAnswer, OrchestratorView
 
-# health.yml hands each node's status JSON (written by the node's health script) to the controller in this fact.
-STATUS_REPORT = "fleet_report_health_status"
-# ... and the orchestrator's answer for it: {"api": url, "error": one line or "", "node": NodeState or null}.
-ORCHESTRATOR_REPORT = "fleet_report_orchestrator"
+# The facts the health exchange (playbooks/action_plugins/fleet_health.py) sets for the controller: the node's
+# status document, or that the node was never configured, or why the check did not run.
+STATUS_FACT = "fleet_report_health_status"
+NOT_CONFIGURED_FACT = "fleet_report_not_configured"
+ERROR_FACT = "fleet_report_health_error"
 
 
 class Health(enum.StrEnum):
@@ -54,67 +55,77 @@ class HealthResult:
         return bool(self.nodes) and all(n.health.ok for n in self.nodes)
 
 
+@dataclass(frozen=True)
+class NodeReport:
+    """What one node's health exchange gave back: its status document, or why there is none."""
 
-def failing_checks(status: dict[str, Any]) -> list[str]:
+    host: str
+    status: Mapping[str, Any] | None = None
+    unreachable: bool = False
+    not_configured: bool = False
+    error: str = ""  # why the check did not run, or why the node was unreachable
+
+    @classmethod
+    def from_facts(cls, host: str, facts: Mapping[str, Any], *, unreachable: bool = False,
+                   message: str = "") -> NodeReport:
+        """From the facts the exchange set (and, for a node that failed or was unreachable, Ansible's message)."""
+        status = facts.get(STATUS_FACT)
+        return cls(
+            host=host,
+            status=status if isinstance(status, Mapping) else None,
+            unreachable=unreachable,
+            not_configured=bool(facts.get(NOT_CONFIGURED_FACT)),
+            error=str(facts.get(ERROR_FACT) or message or ""),
+        )
+
+
+def failing_checks(status: Mapping[str, Any]) -> list[str]:
     """The names (and short details) of the checks the node's script reported as failing, for display only."""
     checks = status.get("checks", [])
     if isinstance(checks, dict):
         checks = [{"name": name, **value} for name, value in checks.items() if isinstance(value, dict)]
     failing = []
     for check in checks:
-        if not check.get("ok", False):
+        if isinstance(check, dict) and not check.get("ok", False):
             detail = str(check.get("detail", "")).strip()
-            failing.append(f"{check.get('name', '?')}" + (f" ({detail[:80]})" if detail else ""))
+            failing.append(f"{check.get('name', '?')}" + (f" ({detail})" if detail else ""))
     return failing
 
 
-def running_images(status: dict[str, Any]) -> dict[str, str]:
+def running_images(status: Mapping[str, Any]) -> dict[str, str]:
     """container -> image, from the container checks of the node's status (what the node runs right now)."""
     checks = status.get("checks", [])
     return {str(c["name"]).split(":", 1)[1]: str(c["image"]) for c in checks if isinstance(c, dict)
             and str(c.get("name", "")).startswith("container:") and c.get("image")}
 
 
-def _node_verdict(result: RunResult, host: str) -> tuple[Health, list[str], dict[str, str]]:
-    run = result.hosts.get(host)
-    if run is not None and run.unreachable:
-        return Health.UNREACHABLE, [run.message] if run.message else [], {}
-    if run is not None and run.reports.get("fleet_report_not_configured"):
+def node_verdict(report: NodeReport) -> tuple[Health, list[str], dict[str, str]]:
+    """The node's own verdict, what fails, and what it runs: its script decides, never a guess from here."""
+    if report.unreachable:
+        return Health.UNREACHABLE, [report.error] if report.error else [], {}
+    if report.not_configured:
         return Health.NOT_CONFIGURED, [], {}
-    status = run.reports.get(STATUS_REPORT) if run is not None else None
-    if not isinstance(status, dict):
-        detail = run.message if run is not None and run.message else "no health status was collected"
+    if report.status is None:
+        detail = report.error or "no health status was collected"
         return Health.UNHEALTHY, [f"health check did not run: {detail}"], {}
-    verdict = Health.HEALTHY if status.get("healthy") is True else Health.UNHEALTHY
-    return verdict, failing_checks(status), running_images(status)
+    verdict = Health.HEALTHY if report.status.get("healthy") is True else Health.UNHEALTHY
+    return verdict, failing_checks(report.status), running_images(report.status)
 
 
-def _orchestrator_view(result: RunResult, host: str) -> tuple[OrchestratorView | None, str]:
-    """The node's row in the orchestrator's answer, or (None, why it is missing)."""
-    run = result.hosts.get(host)
-    report = run.reports.get(ORCHESTRATOR_REPORT) if run is not None else None
-    if not isinstance(report, dict):
-        return None, ""
-    if report.get("error"):
-        return None, str(report["error"])
-    state = report.get("node")
-    return view_of(OrchestratorNode.from_node_state(state) if isinstance(state, dict) else None), ""
+def judge(reports: Iterable[NodeReport], orchestrator: OrchestratorAnswer | None = None,
+          note: str = "") -> HealthResult:
+    """One verdict per node (sorted by name), from its report and the orchestrator's answer when there is one.
 
-
-def node_health(result: RunResult, hosts: Iterable[str]) -> tuple[list[NodeHealth], str]:
-    """One verdict per node, and a one-line note when the orchestrator's view could not be read.
-
-    An unreadable API never fails a node: the node checks that ran still decide (the note says what is missing).
+    A node the orchestrator does not list as ready is unhealthy even when its own checks pass. An unreadable API
+    never fails a node: the node checks decide, and `orchestrator_note` says what is missing.
     """
-    rows, notes = [], []
-    for host in sorted(hosts):
-        health, failing, images = _node_verdict(result, host)
-        view, note = _orchestrator_view(result, host)
-        if note and note not in notes:
-            notes.append(note)
+    rows = []
+    for report in sorted(reports, key=lambda r: r.host):
+        health, failing, images = node_verdict(report)
+        view = orchestrator.view(report.host) if orchestrator is not None else None
         if view is not None and not view.ready:
             failing = [*failing, f"orchestrator: {view.reason}"]
             if health is Health.HEALTHY:
                 health = Health.UNHEALTHY
-        rows.append(NodeHealth(host, health, failing, view, images))
-    return rows, "; ".join(notes)
+        rows.append(NodeHealth(report.host, health, failing, view, images))
+    return HealthResult(rows, note=note, orchestrator_note=orchestrator.error if orchestrator is not None else "")

@@ -17,8 +17,13 @@ from rich.text import Text
 from fleetdeploy.errors import FleetError, InputError
 from fleetdeploy.fleet.model import load_fleet
 from fleetdeploy.operations.context import Context
-from fleetdeploy.operations.steps import ansible_run, configure_nodes, health_of, node_runs, wait_for_nodes
-from fleetdeploy.orchestrator.api import views
+from fleetdeploy.operations.steps import (
+    ansible_run,
+    configure_nodes,
+    health_of,
+    node_runs,
+    wait_for_nodes,
+)
 from fleetdeploy.output.capture import original_stderr, original_stdout
 from fleetdeploy.output.progress import ProgressBoard, make_console, styled
 from fleetdeploy.output.render import show
@@ -108,11 +113,12 @@ def cmd_status(ctx: Context) -> int:
                      price=prices.get(ctx.fleet.cluster_name(region)))
         for region, spec in sorted(ctx.fleet.regions.items())
     ]
-    seen, orchestrator_note = views(ctx.orchestrator_api(), [ctx.host(n) for n in nodes])
+    api = ctx.orchestrator_api()
+    answer = api.read() if api is not None else None
     infos = [NodeInfo(node=ctx.host(n), instance_id=n.instance_id, cluster=n.cluster, region=n.region, zone=n.zone,
                       address=f"{n.host}:{n.port}", market="spot" if n.spot else "on-demand",
-                      orchestrator=seen.get(ctx.host(n))) for n in nodes]
-    result = StatusResult(ctx.fleet.name, clusters, infos, fleet_price, orchestrator_note)
+                      orchestrator=answer.view(ctx.host(n)) if answer else None) for n in nodes]
+    result = StatusResult(ctx.fleet.name, clusters, infos, fleet_price, answer.error if answer else "")
     show(ctx.console, result, ctx.args.output)
     return 0 if result.ok else 1
 

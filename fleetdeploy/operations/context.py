@@ -18,7 +18,12 @@ from fleetdeploy.orchestrator.api import LOCAL_NOT_RUNNING, OrchestratorApi
 from fleetdeploy.paths import REPO_ROOT, state_dir
 from fleetdeploy.providers.base import Node, Provider
 from fleetdeploy.runs.convergence import roles_digest
-from fleetdeploy.runs.inventory import build_inventory, host_name, inventory_path, write_inventory
+from fleetdeploy.runs.inventory import (
+    build_inventory,
+    host_name,
+    inventory_path,
+    write_inventory,
+)
 
 
 def make_provider(fleet: Fleet, notice: Callable[[str], None]) -> Provider:

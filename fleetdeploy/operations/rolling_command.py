@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from fleetdeploy.health.verdict import HealthResult
 from fleetdeploy.operations.context import Context
-from fleetdeploy.operations.rolling import DEFAULT_BATCH, batch_size, roll, rolling_order, split
+from fleetdeploy.operations.rolling import (
+    DEFAULT_BATCH,
+    batch_size,
+    roll,
+    rolling_order,
+    split,
+)
 from fleetdeploy.operations.steps import configure_nodes, health_of, wait_for_nodes
 from fleetdeploy.orchestrator.join import JoinResult
 from fleetdeploy.output.results import ConfigureResult, NodeVersions, RollingResult

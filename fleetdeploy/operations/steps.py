@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import time
 
-from fleetdeploy.health.verdict import HealthResult, node_health
+from fleetdeploy.health.verdict import HealthResult, NodeReport, judge
 from fleetdeploy.operations.context import Context
 from fleetdeploy.orchestrator.join import JoinResult, wait_for_join
 from fleetdeploy.output.progress import ProgressBoard
@@ -58,11 +58,22 @@ def _mark_incomplete(result: RunResult) -> None:
 
 
 def health_of(ctx: Context, nodes: list[Node], limit: list[Node] | None = None) -> HealthResult:
+    """Run every node's health check now (one exchange per node), read the orchestrator's list once, and judge."""
     names = [ctx.host(n) for n in (limit or nodes)]
-    result = ansible_run(ctx, "Health check", names, playbook=HEALTH_PLAYBOOK, limit=names if limit else None)
+    # The play only gathers the nodes' status documents; the verdict is health.verdict's, here as in the play.
+    result = ansible_run(ctx, "Health check", names, playbook=HEALTH_PLAYBOOK, limit=names if limit else None,
+                         extra_vars={"fleet_health_report": False})
     note = "" if result.finished else f"the health run did not finish; full output: {result.run_log}"
-    rows, orchestrator_note = node_health(result, names)
-    return HealthResult(nodes=rows, note=note, orchestrator_note=orchestrator_note)
+    reports = [node_report(name, result) for name in names]
+    api = ctx.orchestrator_api()
+    return judge(reports, api.read() if api is not None else None, note)
+
+
+def node_report(name: str, result: RunResult) -> NodeReport:
+    run = result.hosts.get(name)
+    if run is None:
+        return NodeReport(name, error="the node was not part of the run")
+    return NodeReport.from_facts(name, run.reports, unreachable=run.unreachable, message=run.message)
 
 
 def wait_for_nodes(ctx: Context, names: list[str]) -> JoinResult | None:

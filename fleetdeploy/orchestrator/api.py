@@ -44,7 +44,6 @@ class OrchestratorView:
     reason: str  # why not ready ("" when ready)
 
 
-
 @dataclass(frozen=True)
 class OrchestratorNode:
     """One compute node as the orchestrator sees it."""
@@ -102,20 +101,39 @@ def short_time(value: str) -> str:
     return value.replace("T", " ", 1).split(".", 1)[0].rstrip("Z") + "Z"
 
 
-def parse_nodes(document: Any) -> dict[str, OrchestratorNode]:
-    """The compute nodes of a list-nodes answer, by node ID (the orchestrator lists itself too: skipped)."""
+def compute_node_states(document: Any) -> list[dict[str, Any]]:
+    """The Compute NodeStates of a list-nodes answer, as Bacalhau wrote them (the orchestrator lists itself too:
+    skipped). ValueError when the document is not Bacalhau's node list."""
     nodes = document.get("Nodes") if isinstance(document, dict) else None
     if not isinstance(nodes, list):
         raise ValueError("the answer has no Nodes list")
-    found = {}
-    for state in nodes:
-        if not isinstance(state, dict):
-            raise ValueError("a Nodes entry is not an object")
-        if (state.get("Info") or {}).get("NodeType", "Compute") != "Compute":
-            continue
-        node = OrchestratorNode.from_node_state(state)
-        found[node.node_id] = node
-    return found
+    if not all(isinstance(state, dict) for state in nodes):
+        raise ValueError("a Nodes entry is not an object")
+    return [state for state in nodes if (state.get("Info") or {}).get("NodeType", "Compute") == "Compute"]
+
+
+def parse_nodes(document: Any) -> dict[str, OrchestratorNode]:
+    """The compute nodes of a list-nodes answer, by node ID."""
+    return by_node_id(compute_node_states(document))
+
+
+def by_node_id(states: list[dict[str, Any]]) -> dict[str, OrchestratorNode]:
+    nodes = (OrchestratorNode.from_node_state(state) for state in states)
+    return {node.node_id: node for node in nodes}
+
+
+@dataclass(frozen=True)
+class OrchestratorAnswer:
+    """One read of the orchestrator's node list: the compute nodes by ID, or the one line saying why there are none.
+
+    An unreadable API is never a node's fault: `view` is then None for every node, and the node checks decide.
+    """
+
+    nodes: dict[str, OrchestratorNode]
+    error: str = ""
+
+    def view(self, name: str) -> OrchestratorView | None:
+        return None if self.error else view_of(self.nodes.get(name))
 
 
 @dataclass(frozen=True)
@@ -135,8 +153,9 @@ class OrchestratorApi:
             request.add_header("Authorization", f"Bearer {key}")
         return request
 
-    def nodes(self) -> dict[str, OrchestratorNode]:
-        """The compute nodes the orchestrator lists. Bounded by timeout_s; errors are OrchestratorApiError."""
+    def node_states(self) -> list[dict[str, Any]]:
+        """The compute nodes' NodeStates as Bacalhau wrote them. Bounded by timeout_s; errors are
+        OrchestratorApiError."""
         if self.unavailable:
             raise OrchestratorApiError(f"orchestrator API: {self.unavailable}")
         where = f"orchestrator API {self.url}"
@@ -153,10 +172,20 @@ class OrchestratorApi:
         except OSError as exc:
             raise OrchestratorApiError(f"{where} unreachable: {exc.strerror or exc}") from None
         try:
-            return parse_nodes(json.loads(body))
+            return compute_node_states(json.loads(body))
         except ValueError as exc:
             raise OrchestratorApiError(f"{where} answered something that is not Bacalhau's node list ({exc})") from None
 
+    def nodes(self) -> dict[str, OrchestratorNode]:
+        """The compute nodes the orchestrator lists, by node ID (errors are OrchestratorApiError)."""
+        return by_node_id(self.node_states())
+
+    def read(self) -> OrchestratorAnswer:
+        """The compute nodes, or why they could not be read: never raises."""
+        try:
+            return OrchestratorAnswer(self.nodes())
+        except OrchestratorApiError as exc:
+            return OrchestratorAnswer({}, str(exc))
 
     def alive(self) -> bool:
         """Whether Bacalhau's liveness path answers 200 within timeout_s."""
@@ -191,14 +220,3 @@ def view_of(node: OrchestratorNode | None) -> OrchestratorView:
         return OrchestratorView(NOT_LISTED, None, None, None, ready=False, reason=why)
     return OrchestratorView(node.connection, node.approval, node.last_heartbeat, node.connected_since,
                             ready=ready, reason=why)
-
-
-def views(api: OrchestratorApi | None, names: list[str]) -> tuple[dict[str, OrchestratorView], str]:
-    """The orchestrator's view of each named node, and a one-line note when the API could not be read."""
-    if api is None:
-        return {}, ""
-    try:
-        listed = api.nodes()
-    except OrchestratorApiError as exc:
-        return {}, str(exc)
-    return {name: view_of(listed.get(name)) for name in names}, ""

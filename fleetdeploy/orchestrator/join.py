@@ -10,7 +10,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from fleetdeploy.orchestrator.api import OrchestratorApi, OrchestratorApiError, OrchestratorView, view_of
+from fleetdeploy.orchestrator.api import (
+    OrchestratorApi,
+    OrchestratorApiError,
+    OrchestratorView,
+    view_of,
+)
 from fleetdeploy.output.progress import ProgressBoard
 
 POLL_INTERVAL_S = 2.0

@@ -19,6 +19,8 @@ import pytest
 import yaml
 from local_fleet import REPO, STAMP, Fleet, by_key, docker_out
 
+from tests.runplay import run_playbook
+
 pytestmark = pytest.mark.e2e
 
 
@@ -38,14 +40,15 @@ def test_1_up_brings_every_node_up_healthy(fleet: Fleet) -> None:
         assert seen["last_heartbeat"] and seen["connected_since"], row
 
     # The health playbook works on its own with the repo's ansible.cfg and inventory/.
-    direct = subprocess.run(["ansible-playbook", "playbooks/health.yml", "-l", f"fleet_{fleet.name}"],
-                            cwd=REPO, env=fleet.env, capture_output=True, text=True, timeout=600)
+    direct = run_playbook(REPO / "playbooks" / "health.yml", None, "-l", f"fleet_{fleet.name}", env=fleet.env)
     fleet.outputs.append(direct.stdout + direct.stderr)
-    assert direct.returncode == 0, direct.stdout[-4000:]
-    assert "ORCHESTRATOR" in direct.stdout
-    for instance_id in nodes:
-        assert any(line.split()[:4] == [fleet.host(instance_id), "healthy", "CONNECTED", "APPROVED"]
-                   for line in direct.stdout.splitlines() if line.strip()), direct.stdout[-4000:]
+    assert direct.rc == 0, direct.stdout[-4000:]
+    rows = by_key(direct.result("Judge every node")["rows"], "node")
+    assert sorted(rows) == sorted(fleet.host(i) for i in nodes)
+    for row in rows.values():
+        assert row["health"] == "healthy" and row["orchestrator"]["connection"] == "CONNECTED", row
+    table = direct.result("Print the fleet health table")["msg"]
+    assert table[0].split()[:3] == ["HOST", "OVERALL", "ORCHESTRATOR"] and len(table) == 1 + len(nodes), table
 
     # Each node has its JSON status and the cron entry.
     for instance_id, container in nodes.items():

@@ -2,6 +2,8 @@
 """Fleet node health check: docker, bacalhau, sensor, disk and memory.
 
 Writes a JSON status (atomically) and appends one line to a log. Exit 0 healthy, 1 unhealthy, 2 bad usage.
+With --json the same status document is printed on stdout (one line): the controller's health play reads it in
+the same exchange that runs the checks.
 Python 3 standard library only: it runs on bare nodes from cron.
 """
 
@@ -291,6 +293,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--settings", default=DEFAULT_SETTINGS_FILE, help="JSON settings file")
     parser.add_argument("--quiet", action="store_true", help="print nothing (for cron)")
+    parser.add_argument("--json", action="store_true", help="print the status document (one JSON line) instead")
     args = parser.parse_args(argv)
     try:
         settings = load_settings(args.settings)
@@ -301,7 +304,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     status = build_status(checks, socket.gethostname(), datetime.datetime.now(datetime.timezone.utc))
     write_status(settings.status_file, status)
     append_log(settings.log_file, status)
-    if not args.quiet:
+    if args.json:
+        print(json.dumps(status, sort_keys=True))
+    elif not args.quiet:
         for check in checks:
             print("{0:<6} {1:<28} {2}".format("ok" if check.ok else "FAIL", check.name, check.detail))
     return 0 if status["healthy"] else 1
