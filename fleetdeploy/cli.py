@@ -10,9 +10,28 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NoReturn
 
 from fleetdeploy.errors import FleetError, InputError
-from fleetdeploy.operations.rolling import DEFAULT_BATCH, batch_size
+from fleetdeploy.operations.options import (
+    DEFAULT_BATCH,
+    DEFAULT_JOIN_TIMEOUT_S,
+    CommandOptions,
+    ConfigureOptions,
+    DownOptions,
+    ExecOptions,
+    GlobalOptions,
+    HealthOptions,
+    InventoryOptions,
+    LogsOptions,
+    OutputFormat,
+    PlanOptions,
+    RollingOptions,
+    Service,
+    SshOptions,
+    StatusOptions,
+    UpOptions,
+)
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 
@@ -26,7 +45,7 @@ exit codes: 0 ok, 1 some clusters or nodes failed, 2 bad input (nothing was chan
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one line, exit 2, like every other bad input
+    def error(self, message: str) -> NoReturn:  # one line, exit 2, like every other bad input
         # argparse lists a REMAINDER positional as required; the remote command is optional.
         message = message.replace(", remote_command", "")
         self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message}\n")
@@ -34,14 +53,16 @@ class _Parser(argparse.ArgumentParser):
 
 def _common_options(parser: argparse.ArgumentParser, defaults: bool) -> None:
     """Options accepted before or after the command; after it they must not reset what was given before."""
-    keep = {} if defaults else {"default": argparse.SUPPRESS}
-    parser.add_argument("-f", "--fleet", type=Path, help="fleet file (default: ./fleet.yaml)",
-                        **({"default": Path("fleet.yaml")} if defaults else keep))
-    parser.add_argument("--local", action="store_true", help="use the local provider whatever the fleet file says",
-                        **keep)
-    parser.add_argument("-o", "--output", choices=["table", "json"], help="table (default) or json on stdout "
-                        "(plan, status, configure, health, inventory, up, down); progress then goes to stderr",
-                        **({"default": "table"} if defaults else keep))
+    def default(value: object) -> object:
+        return value if defaults else argparse.SUPPRESS
+
+    parser.add_argument("-f", "--fleet", type=Path, default=default(Path("fleet.yaml")),
+                        help="fleet file (default: ./fleet.yaml)")
+    parser.add_argument("--local", action="store_true", default=default(False),
+                        help="use the local provider whatever the fleet file says")
+    parser.add_argument("-o", "--output", choices=[f.value for f in OutputFormat], default=default("table"),
+                        help="table (default) or json on stdout (plan, status, configure, health, inventory, up, "
+                             "down); progress then goes to stderr")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -121,9 +142,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _join_timeout(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--join-timeout", type=float, default=180.0, metavar="SECONDS",
+    parser.add_argument("--join-timeout", type=float, default=DEFAULT_JOIN_TIMEOUT_S, metavar="SECONDS",
                         help="with orchestrator.api: how long to wait for the orchestrator to list configured nodes "
-                             "as CONNECTED (default 180)")
+                             f"as CONNECTED (default {DEFAULT_JOIN_TIMEOUT_S:g})")
 
 
 def usage_with_commands(parser: argparse.ArgumentParser) -> str:
@@ -136,21 +157,36 @@ def usage_with_commands(parser: argparse.ArgumentParser) -> str:
     return "\n".join(lines)
 
 
-def _check_args(args: argparse.Namespace) -> None:
-    if getattr(args, "tail", 1) < 1:
-        raise InputError("--tail must be at least 1")
-    if not 0 < getattr(args, "join_timeout", 1.0) <= 3600:
-        raise InputError("--join-timeout must be more than 0 and at most 3600 seconds")
-    if args.command == "configure" and not args.rolling:
-        for option, value in (("--batch", args.batch), ("--max-unhealthy", args.max_unhealthy)):
-            if value is not None:
-                raise InputError(f"{option} is only used with --rolling")
-    if args.command == "configure" and args.rolling:
-        batch_size(args.batch or DEFAULT_BATCH, 1)  # the shape; the size follows from the fleet later
-        if args.max_unhealthy is not None and args.max_unhealthy < 0:
-            raise InputError("--max-unhealthy must be 0 or more")
-    if args.command == "exec" and not args.remote_command:
-        raise InputError("exec needs a command to run, e.g. `deploy.py exec all uptime`")
+def options(args: argparse.Namespace) -> tuple[GlobalOptions, CommandOptions]:
+    """The typed options of the command line; each checks its own values (InputError, exit 2)."""
+    common = GlobalOptions(fleet_file=args.fleet, local=args.local, output=OutputFormat(args.output))
+    command: CommandOptions
+    if args.command == "up":
+        command = UpOptions(args.reconfigure_all, args.skip_health, args.join_timeout)
+    elif args.command == "plan":
+        command = PlanOptions()
+    elif args.command == "status":
+        command = StatusOptions()
+    elif args.command == "configure":
+        if not args.rolling:
+            for option, value in (("--batch", args.batch), ("--max-unhealthy", args.max_unhealthy)):
+                if value is not None:
+                    raise InputError(f"{option} is only used with --rolling")
+        rolling = RollingOptions(args.batch or DEFAULT_BATCH, args.max_unhealthy or 0) if args.rolling else None
+        command = ConfigureOptions(args.check, args.full, tuple(args.limit), rolling, args.join_timeout)
+    elif args.command == "health":
+        command = HealthOptions(tuple(args.limit))
+    elif args.command == "ssh":
+        command = SshOptions(args.node, tuple(args.remote_command))
+    elif args.command == "logs":
+        command = LogsOptions(args.node, Service(args.service), args.tail)
+    elif args.command == "exec":
+        command = ExecOptions(args.target, tuple(args.remote_command), args.sudo)
+    elif args.command == "inventory":
+        command = InventoryOptions(args.print_it)
+    else:
+        command = DownOptions(args.yes)
+    return common, command
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -159,11 +195,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not (sys.argv[1:] if argv is None else list(argv)):
             print(usage_with_commands(parser), file=sys.stderr)
             return EXIT_BAD_INPUT
-        args = parser.parse_args(argv)
-        _check_args(args)
+        common, command = options(parser.parse_args(argv))
         from fleetdeploy.operations.commands import run_command
 
-        return run_command(args)
+        return run_command(common, command)
     except InputError as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT

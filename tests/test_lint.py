@@ -24,3 +24,13 @@ def test_yamllint() -> None:
 def test_ansible_lint_production_profile() -> None:
     result = _run(str(BIN / "ansible-lint"), "--profile", "production", "--offline", "playbooks", "roles")
     assert result.returncode == 0, result.stdout[-8000:] + result.stderr[-4000:]
+
+
+def test_mypy_strict_on_the_package() -> None:
+    result = _run(str(BIN / "mypy"))  # settings in pyproject.toml: strict on fleetdeploy/
+    assert result.returncode == 0, result.stdout[-8000:] + result.stderr[-2000:]
+
+
+def test_ruff() -> None:
+    result = _run(str(BIN / "ruff"), "check", "--no-cache", "fleetdeploy", "playbooks", "scripts")
+    assert result.returncode == 0, result.stdout[-8000:] + result.stderr[-2000:]

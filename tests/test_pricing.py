@@ -17,7 +17,8 @@ import pytest
 import yaml
 
 from fleetdeploy.fleet.model import Fleet, load_fleet
-from fleetdeploy.providers.skypilot.pricing import FleetPrice, Unknown, catalog_file, format_price, region_prices
+from fleetdeploy.providers.base import format_price
+from fleetdeploy.providers.skypilot.pricing import FleetPrice, Unknown, catalog_file, region_prices
 from fleetdeploy.providers.skypilot.task import Market
 
 REPO = Path(__file__).resolve().parents[1]
@@ -194,7 +195,8 @@ def test_pricing_never_imports_sky(home: Path, fleet: Fleet, tmp_path: Path, wit
         place_catalog(home)
     body = f"""
 from fleetdeploy.fleet.model import load_fleet
-from fleetdeploy.providers.skypilot.pricing import format_price, region_prices
+from fleetdeploy.providers.base import format_price
+from fleetdeploy.providers.skypilot.pricing import region_prices
 price = region_prices(load_fleet({str(tmp_path / "fleet.yaml")!r}))
 result = [format_price(price.per_hour, price.unknown), sorted(m for m in sys.modules if m.split(".")[0] == "sky")]
 """

@@ -6,7 +6,8 @@ import pytest
 
 from fleetdeploy.errors import InputError
 from fleetdeploy.health.verdict import Health, HealthResult, NodeHealth
-from fleetdeploy.operations.rolling import batch_failures, batch_size, roll, rolling_order, split
+from fleetdeploy.operations.options import batch_size
+from fleetdeploy.operations.rolling import batch_failures, roll, rolling_order, split
 from fleetdeploy.orchestrator.api import OrchestratorView
 from fleetdeploy.orchestrator.join import JoinResult, NodeJoin
 from fleetdeploy.output.results import ConfigureResult, NodeRun

@@ -22,6 +22,7 @@ from fleetdeploy.fleet.regions import (
     is_known_region,
 )
 from fleetdeploy.fleet.role_options import TOOL_SET_VARS, role_options
+from fleetdeploy.providers.registry import entries as provider_entries
 
 DEFAULT_BACALHAU_VERSION = "v1.9.3"
 # DESIGN.md §3: the v1.5 config schema starts at v1.5.0, but v1.5.0 and v1.5.1 serve the unredacted config (token
@@ -182,7 +183,7 @@ class LocalSpec(_Model):
 
 class Fleet(_Model):
     name: str
-    provider: Literal["skypilot", "local"] = "skypilot"
+    provider: str = "skypilot"  # a registered provider (providers/registry.py)
     regions: dict[str, RegionSpec]
     defaults: DefaultsSpec = Field(default_factory=DefaultsSpec)
     orchestrator: OrchestratorSpec
@@ -202,6 +203,15 @@ class Fleet(_Model):
             raise ValueError(
                 "must be 1-40 lower-case letters, digits or '-', start with a letter and end with a letter or digit"
             )
+        return value
+
+    @field_validator("provider")
+    @classmethod
+    def _provider(cls, value: str) -> str:
+        known = sorted(provider_entries())
+        if value not in known:
+            close = difflib.get_close_matches(value, known, n=1)
+            raise ValueError(f"must be one of {', '.join(known)}" + (f" (did you mean '{close[0]}'?)" if close else ""))
         return value
 
     @field_validator("regions")
@@ -264,10 +274,14 @@ class Fleet(_Model):
 
     @model_validator(mode="after")
     def _provider_rules(self) -> Fleet:
-        if self.orchestrator.endpoint == LOCAL and self.provider != "local":
-            raise _At("orchestrator.endpoint", "'local' is only allowed with provider: local")
-        if "local" in self.model_fields_set and self.provider != "local":
-            raise _At("local", "only used with provider: local")
+        entries = provider_entries()
+        if self.orchestrator.endpoint == LOCAL and not entries[self.provider].runs_local_orchestrator:
+            runs_one = ", ".join(sorted(name for name, e in entries.items() if e.runs_local_orchestrator))
+            raise _At("orchestrator.endpoint", f"'local' is only allowed with provider: {runs_one}")
+        for name, entry in entries.items():
+            key = entry.settings_key
+            if key and key in self.model_fields_set and self.provider != name:
+                raise _At(key, f"only used with provider: {name}")
         return self
 
     @property

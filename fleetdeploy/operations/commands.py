@@ -1,22 +1,36 @@
 """What each CLI command does: fleet file → provider → inventory → Ansible → a result, shown by output/render.py.
 
-Each command computes a result object (results.py) and derives its exit code from that data; rendering (tables
-or `--output json`) happens in one place.
+Each command takes its typed options (options.py), computes a result object (output/results.py) and derives its
+exit code from that data; rendering (tables or `--output json`) happens in one place.
 """
 
 from __future__ import annotations
 
-import argparse
 import os
 import subprocess
 import sys
 from collections.abc import Callable
+from typing import Any
 
 from rich.text import Text
 
 from fleetdeploy.errors import FleetError, InputError
 from fleetdeploy.fleet.model import load_fleet
 from fleetdeploy.operations.context import Context
+from fleetdeploy.operations.options import (
+    CommandOptions,
+    ConfigureOptions,
+    DownOptions,
+    ExecOptions,
+    GlobalOptions,
+    HealthOptions,
+    InventoryOptions,
+    LogsOptions,
+    PlanOptions,
+    SshOptions,
+    StatusOptions,
+    UpOptions,
+)
 from fleetdeploy.operations.steps import (
     ansible_run,
     configure_nodes,
@@ -37,17 +51,25 @@ from fleetdeploy.output.results import (
     StatusResult,
     UpResult,
 )
-from fleetdeploy.providers.base import ClusterOutcome, Node, ProgressCallback
+from fleetdeploy.providers.base import (
+    ClusterOutcome,
+    FleetPrices,
+    Node,
+    ProgressCallback,
+    format_price,
+)
+from fleetdeploy.providers.registry import LOCAL_PROVIDER
 from fleetdeploy.runs.ssh import ssh_argv
 
 
-def run_command(args: argparse.Namespace) -> int:
-    fleet = load_fleet(args.fleet)
-    if args.local and fleet.provider != "local":
-        fleet = fleet.model_copy(update={"provider": "local"})
-    ctx = Context(args=args, fleet=fleet, console=make_console(original_stdout()),
+def run_command(common: GlobalOptions, options: CommandOptions) -> int:
+    fleet = load_fleet(common.fleet_file)
+    if common.local and fleet.provider != LOCAL_PROVIDER:
+        fleet = fleet.model_copy(update={"provider": LOCAL_PROVIDER})
+    ctx = Context(fleet=fleet, output=common.output, console=make_console(original_stdout()),
                   err_console=make_console(original_stderr()))
-    return _COMMANDS[args.command](ctx)
+    command: Callable[[Context, Any], int] = _COMMANDS[type(options)]
+    return command(ctx, options)
 
 
 def _provision(ctx: Context, title: str,
@@ -60,37 +82,33 @@ def _provision(ctx: Context, title: str,
     return outcomes
 
 
-def cmd_up(ctx: Context) -> int:
+def cmd_up(ctx: Context, options: UpOptions) -> int:
     outcomes = _provision(ctx, f"Provisioning fleet '{ctx.fleet.name}'", ctx.provider.up)
-    nodes = ctx.refresh_inventory()
+    nodes = ctx.inventory.refresh()
     if not nodes:
-        show(ctx.console, UpResult(outcomes, str(ctx.inventory_file), None, None), ctx.args.output)
+        show(ctx.console, UpResult(outcomes, str(ctx.inventory.path), None, None), ctx.output)
         raise FleetError("no node came up; see the cluster table above")
     # Every node that is not converged is configured: new nodes, nodes whose last run failed or was cut short,
     # nodes adopted from an earlier run, and all of them after the roles or the fleet file changed.
-    configured = configure_nodes(ctx, nodes, None, check=False, full=ctx.args.reconfigure_all)
-    joined = wait_for_nodes(ctx, [n.node for n in configured.nodes if n.state.ok])
-    health = None if ctx.args.skip_health else health_of(ctx, nodes)
-    result = UpResult(outcomes, str(ctx.inventory_file), configured, health, joined)
-    show(ctx.console, result, ctx.args.output)
+    configured = configure_nodes(ctx, nodes, None, check=False, full=options.reconfigure_all)
+    joined = wait_for_nodes(ctx, [n.node for n in configured.nodes if n.state.ok], options.join_timeout)
+    health = None if options.skip_health else health_of(ctx, nodes)
+    result = UpResult(outcomes, str(ctx.inventory.path), configured, health, joined)
+    show(ctx.console, result, ctx.output)
     return 0 if result.ok else 1
 
 
-def _prices(ctx: Context) -> tuple[dict[str, str], str | None]:
-    """Hourly price per cluster and for the fleet, as shown; nothing for the local provider (no bill)."""
-    if ctx.fleet.provider != "skypilot":
+def _prices(prices: FleetPrices | None) -> tuple[dict[str, str], str | None]:
+    """Hourly price per cluster and for the fleet, as shown; nothing where nothing is billed."""
+    if prices is None:
         return {}, None
-    from fleetdeploy.providers.skypilot.pricing import format_price, region_prices
-
-    prices = region_prices(ctx.fleet)
-    per_cluster = {ctx.fleet.cluster_name(r.region): format_price(r.per_region_hour, r.unknown)
-                   for r in prices.regions}
+    per_cluster = {c.cluster: format_price(c.per_hour, c.unknown) for c in prices.clusters}
     return per_cluster, format_price(prices.per_hour, prices.unknown)
 
 
-def cmd_plan(ctx: Context) -> int:
+def cmd_plan(ctx: Context, _options: PlanOptions) -> int:
     plans = ctx.provider.plan()
-    prices, fleet_price = _prices(ctx)
+    prices, fleet_price = _prices(ctx.provider.prices())
     clusters = [
         PlannedCluster(
             cluster=p.cluster, region=p.region, nodes=p.num_nodes,
@@ -100,13 +118,13 @@ def cmd_plan(ctx: Context) -> int:
         )
         for p in plans
     ]
-    show(ctx.console, PlanResult(ctx.fleet.name, ctx.fleet.provider, clusters, fleet_price), ctx.args.output)
+    show(ctx.console, PlanResult(ctx.fleet.name, ctx.fleet.provider, clusters, fleet_price), ctx.output)
     return 0
 
 
-def cmd_status(ctx: Context) -> int:
-    nodes = ctx.refresh_inventory()
-    prices, fleet_price = _prices(ctx)
+def cmd_status(ctx: Context, _options: StatusOptions) -> int:
+    nodes = ctx.inventory.refresh()
+    prices, fleet_price = _prices(ctx.provider.prices())
     clusters = [
         ClusterCount(cluster=ctx.fleet.cluster_name(region), region=region, wanted=spec.count,
                      up=sum(1 for n in nodes if n.cluster == ctx.fleet.cluster_name(region)),
@@ -119,31 +137,31 @@ def cmd_status(ctx: Context) -> int:
                       address=f"{n.host}:{n.port}", market="spot" if n.spot else "on-demand",
                       orchestrator=answer.view(ctx.host(n)) if answer else None) for n in nodes]
     result = StatusResult(ctx.fleet.name, clusters, infos, fleet_price, answer.error if answer else "")
-    show(ctx.console, result, ctx.args.output)
+    show(ctx.console, result, ctx.output)
     return 0 if result.ok else 1
 
 
-def cmd_configure(ctx: Context) -> int:
-    limit = ctx.named_nodes(ctx.args.limit) if ctx.args.limit else None
-    nodes = ctx.nodes_or_fail()
+def cmd_configure(ctx: Context, options: ConfigureOptions) -> int:
+    limit = ctx.inventory.named(options.limit) if options.limit else None
+    nodes = ctx.inventory.nodes_or_fail()
     if limit is not None:
-        limit = ctx.named_nodes([ctx.host(n) for n in limit])  # the same nodes, as the fresh inventory has them
-    if ctx.args.rolling:
+        limit = ctx.inventory.named([ctx.host(n) for n in limit])  # the same nodes, as the fresh inventory has them
+    if options.rolling is not None:
         from fleetdeploy.operations.rolling_command import configure_rolling
 
-        rolled = configure_rolling(ctx, nodes, limit)
-        show(ctx.console, rolled, ctx.args.output)
+        rolled = configure_rolling(ctx, nodes, limit, options, options.rolling)
+        show(ctx.console, rolled, ctx.output)
         return 0 if rolled.ok else 1
-    result = configure_nodes(ctx, nodes, limit, check=ctx.args.check, full=ctx.args.full)
-    show(ctx.console, result, ctx.args.output)
+    result = configure_nodes(ctx, nodes, limit, check=options.check, full=options.full)
+    show(ctx.console, result, ctx.output)
     return 0 if result.ok else 1
 
 
-def cmd_health(ctx: Context) -> int:
-    limit = ctx.named_nodes(ctx.args.limit) if ctx.args.limit else None
-    nodes = ctx.nodes_or_fail()
+def cmd_health(ctx: Context, options: HealthOptions) -> int:
+    limit = ctx.inventory.named(options.limit) if options.limit else None
+    nodes = ctx.inventory.nodes_or_fail()
     result = health_of(ctx, nodes, limit)
-    show(ctx.console, result, ctx.args.output)
+    show(ctx.console, result, ctx.output)
     return 0 if result.ok else 1
 
 
@@ -151,29 +169,25 @@ def _node_ssh(node: Node, *command: str) -> list[str]:
     return ssh_argv(node.key_file, node.host, node.port, *command, user=node.user)
 
 
-def cmd_ssh(ctx: Context) -> int:
-    (node,) = ctx.named_nodes([ctx.args.node])
-    argv = _node_ssh(node, *ctx.args.remote_command)
+def cmd_ssh(ctx: Context, options: SshOptions) -> int:
+    (node,) = ctx.inventory.named([options.node])
+    argv = _node_ssh(node, *options.command)
     sys.stdout.flush()
     os.execvp(argv[0], argv)
-    return 0  # not reached
 
 
-def cmd_logs(ctx: Context) -> int:
-    (node,) = ctx.named_nodes([ctx.args.node])
-    remote = ["sudo", "docker", "logs", "--tail", str(ctx.args.tail), ctx.args.service]
+def cmd_logs(ctx: Context, options: LogsOptions) -> int:
+    (node,) = ctx.inventory.named([options.node])
+    remote = ["sudo", "docker", "logs", "--tail", str(options.tail), str(options.service)]
     return subprocess.run(_node_ssh(node, *remote), check=False).returncode
 
 
-def cmd_exec(ctx: Context) -> int:
-    if ctx.args.target == "all":
-        targets = ctx.nodes_or_fail()
-    else:
-        targets = ctx.named_nodes([ctx.args.target])
+def cmd_exec(ctx: Context, options: ExecOptions) -> int:
+    targets = ctx.inventory.nodes_or_fail() if options.target == "all" else ctx.inventory.named([options.target])
     names = [ctx.host(n) for n in targets]
-    command = " ".join(ctx.args.remote_command)  # like ssh: the words form one shell command line
+    command = " ".join(options.command)  # like ssh: the words form one shell command line
     result = ansible_run(ctx, f"exec: {command}", names, module="ansible.builtin.shell", module_args=command,
-                         limit=names, become=ctx.args.sudo)
+                         limit=names, become=options.sudo)
     for run in node_runs(result):
         ctx.console.print(Text.assemble((run.node, "bold"), " ", styled("ok" if run.state.ok else "failed")))
         for output in run.outputs:
@@ -183,19 +197,19 @@ def cmd_exec(ctx: Context) -> int:
     return 0 if not result.failed_hosts else 1
 
 
-def cmd_inventory(ctx: Context) -> int:
-    nodes = ctx.refresh_inventory()
-    text = ctx.inventory_file.read_text(encoding="utf-8")
-    if ctx.args.print_it and not ctx.json:
+def cmd_inventory(ctx: Context, options: InventoryOptions) -> int:
+    nodes = ctx.inventory.refresh()
+    text = ctx.inventory.path.read_text(encoding="utf-8")
+    if options.print_it and not ctx.json:
         ctx.console.out(text.rstrip("\n"), highlight=False)  # the YAML itself, nothing else on stdout
         return 0
-    show(ctx.console, InventoryResult(str(ctx.inventory_file), len(nodes), text), ctx.args.output)
+    show(ctx.console, InventoryResult(str(ctx.inventory.path), len(nodes), text), ctx.output)
     return 0
 
 
-def cmd_down(ctx: Context) -> int:
+def cmd_down(ctx: Context, options: DownOptions) -> int:
     clusters = ", ".join(ctx.fleet.cluster_name(r) for r in ctx.fleet.regions)
-    if not ctx.args.yes:
+    if not options.yes:
         if not sys.stdin.isatty():
             raise InputError("down needs confirmation: run it in a terminal or pass --yes")
         try:
@@ -207,14 +221,15 @@ def cmd_down(ctx: Context) -> int:
             return 2
     outcomes = _provision(ctx, f"Tearing down fleet '{ctx.fleet.name}'", ctx.provider.down)
     result = DownResult(outcomes)
-    show(ctx.console, result, ctx.args.output)
+    show(ctx.console, result, ctx.output)
     if result.ok:
-        ctx.inventory_file.unlink(missing_ok=True)
+        ctx.inventory.path.unlink(missing_ok=True)
         return 0
     return 1
 
 
-_COMMANDS = {
-    "up": cmd_up, "plan": cmd_plan, "status": cmd_status, "configure": cmd_configure, "health": cmd_health,
-    "ssh": cmd_ssh, "logs": cmd_logs, "exec": cmd_exec, "inventory": cmd_inventory, "down": cmd_down,
+_COMMANDS: dict[type, Callable[[Context, Any], int]] = {
+    UpOptions: cmd_up, PlanOptions: cmd_plan, StatusOptions: cmd_status, ConfigureOptions: cmd_configure,
+    HealthOptions: cmd_health, SshOptions: cmd_ssh, LogsOptions: cmd_logs, ExecOptions: cmd_exec,
+    InventoryOptions: cmd_inventory, DownOptions: cmd_down,
 }

@@ -8,28 +8,12 @@ Ctrl-C a re-run skips the nodes already done and continues with the rest.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 from itertools import zip_longest
 
-from fleetdeploy.errors import InputError
 from fleetdeploy.health.verdict import HealthResult
 from fleetdeploy.orchestrator.join import JoinResult
 from fleetdeploy.output.results import ConfigureResult, RollingBatch
-
-DEFAULT_BATCH = "25%"
-
-
-def batch_size(spec: str, total: int) -> int:
-    """`N` nodes or `N%` of the fleet (rounded up, at least 1). InputError for anything else."""
-    text = spec.strip()
-    percent = text.endswith("%")
-    number = text[:-1] if percent else text
-    if not number.isdigit() or int(number) < 1 or (percent and int(number) > 100):
-        raise InputError(f"--batch {spec!r}: give a node count (e.g. 2) or a percentage from 1% to 100% (e.g. 25%)")
-    if percent:
-        return max(1, math.ceil(total * int(number) / 100))
-    return int(number)
 
 
 def rolling_order(nodes_by_region: dict[str, list[str]]) -> list[str]:

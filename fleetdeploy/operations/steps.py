@@ -21,7 +21,7 @@ from fleetdeploy.runs.runner import RunResult, run_ansible
 def ansible_run(ctx: Context, title: str, targets: list[str], **kwargs: object) -> RunResult:
     """One Ansible run with a live board; its full output goes to the fleet's run log."""
     with RunLog.open(ctx.fleet.name, title) as log, ProgressBoard(ctx.progress_console, title, targets) as board:
-        result = run_ansible(board, ctx.inventory_file, targets, run_log=log.path, **kwargs)  # type: ignore[arg-type]
+        result = run_ansible(board, ctx.inventory.path, targets, run_log=log.path, **kwargs)  # type: ignore[arg-type]
     result.run_log = str(log.path)
     return result
 
@@ -76,10 +76,10 @@ def node_report(name: str, result: RunResult) -> NodeReport:
     return NodeReport.from_facts(name, run.reports, unreachable=run.unreachable, message=run.message)
 
 
-def wait_for_nodes(ctx: Context, names: list[str]) -> JoinResult | None:
-    """Until the orchestrator lists the configured nodes as CONNECTED and APPROVED (bounded by --join-timeout)."""
+def wait_for_nodes(ctx: Context, names: list[str], timeout_s: float) -> JoinResult | None:
+    """Until the orchestrator lists the configured nodes as CONNECTED and APPROVED (bounded by timeout_s)."""
     api = ctx.orchestrator_api()
     if api is None or not names:
         return None
     with ProgressBoard(ctx.progress_console, "Waiting for the orchestrator to list the nodes", names) as board:
-        return wait_for_join(api, names, ctx.args.join_timeout, board)
+        return wait_for_join(api, names, timeout_s, board)

@@ -8,7 +8,6 @@ raises anything but OrchestratorApiError, whose message is one line and never ho
 from __future__ import annotations
 
 import json
-import socket
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -167,7 +166,7 @@ class OrchestratorApi:
         except urllib.error.URLError as exc:
             reason = exc.reason.strerror if isinstance(exc.reason, OSError) and exc.reason.strerror else exc.reason
             raise OrchestratorApiError(f"{where} unreachable: {reason}") from None
-        except (TimeoutError, socket.timeout):
+        except TimeoutError:
             raise OrchestratorApiError(f"{where} did not answer within {self.timeout_s:g} s") from None
         except OSError as exc:
             raise OrchestratorApiError(f"{where} unreachable: {exc.strerror or exc}") from None

@@ -24,7 +24,7 @@ def health_table(result: HealthResult) -> list[str]:
     """One line per node under a header, columns padded to fit; failure reasons are never cut."""
     rows = [(n.node, n.health.value, _orchestrator_column(n, result), "; ".join(n.failing)) for n in result.nodes]
     widths = [max([len(HEALTH_COLUMNS[i]), *(len(row[i]) for row in rows)]) for i in range(3)]
-    lines = ["  ".join([*(cell.ljust(width) for cell, width in zip(row[:3], widths)), row[3]]).rstrip()
+    lines = ["  ".join([*(cell.ljust(width) for cell, width in zip(row[:3], widths, strict=True)), row[3]]).rstrip()
              for row in [HEALTH_COLUMNS, *rows]]
     if result.orchestrator_note:
         lines.append(f"{result.orchestrator_note} (node checks above are unaffected)")

@@ -187,7 +187,7 @@ def to_json(result: Any) -> Any:
     if dataclasses.is_dataclass(result) and not isinstance(result, type):
         data = {f.name: to_json(getattr(result, f.name)) for f in dataclasses.fields(result)}
         if isinstance(getattr(type(result), "ok", None), property):
-            data["ok"] = result.ok
+            data["ok"] = getattr(result, "ok")  # noqa: B009 - `ok` is a property of some results only
         if isinstance(result, ConfigureResult):
             data["drifted"] = result.drifted
         return data

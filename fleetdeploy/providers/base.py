@@ -7,9 +7,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-__all__ = ["ActionKind", "ClusterAction", "ClusterOutcome", "ClusterPlan", "Node", "Outcome", "ProgressCallback",
-           "Provider"]
-
 
 class Outcome(enum.StrEnum):
     """What happened to one cluster in `up` or `down`."""
@@ -107,15 +104,61 @@ class ClusterPlan:
 ProgressCallback = Callable[[str, str], None]
 
 
+@dataclass(frozen=True)
+class ClusterPrice:
+    cluster: str
+    per_hour: float | None  # None: unknown, and `unknown` says why
+    unknown: str | None = None
+
+
+@dataclass(frozen=True)
+class FleetPrices:
+    """What the fleet costs per hour as its file asks for it, per cluster and in all (None when any is unknown:
+    a partial sum would understate the cost)."""
+
+    clusters: tuple[ClusterPrice, ...]
+    per_hour: float | None
+    unknown: str | None = None
+
+    def of(self, cluster: str) -> ClusterPrice | None:
+        return next((c for c in self.clusters if c.cluster == cluster), None)
+
+
+def format_price(per_hour: float | None, unknown: str | None = None) -> str:
+    """`$0.0375/h`, or `price unknown (<reason>)`."""
+    if per_hour is None:
+        return f"price unknown ({unknown or 'not in catalog'})"
+    return f"${per_hour:.4f}/h"
+
+
 class Provider(Protocol):
-    def plan(self) -> list[ClusterPlan]: ...
+    """What every provider does; providers/registry.py says which exist and makes them."""
 
-    def up(self, progress: ProgressCallback) -> list[ClusterOutcome]: ...
+    def plan(self) -> list[ClusterPlan]:
+        """What `up` would do per cluster, from the provider's local state only (no cloud call)."""
+        ...
 
-    def nodes(self) -> list[Node]: ...
+    def up(self, progress: ProgressCallback) -> list[ClusterOutcome]:
+        """Launch, heal or resize every cluster; one failing cluster never stops the others."""
+        ...
 
-    def down(self, progress: ProgressCallback) -> list[ClusterOutcome]: ...
+    def nodes(self) -> list[Node]:
+        """Every node of the fleet that looks reachable now."""
+        ...
 
-    def extra_inventory_vars(self) -> dict[str, object]: ...
+    def down(self, progress: ProgressCallback) -> list[ClusterOutcome]:
+        """Remove this fleet's clusters, and nothing else."""
+        ...
 
-    def orchestrator_api_url(self) -> str | None: ...
+    def extra_inventory_vars(self) -> dict[str, object]:
+        """Variables the provider's nodes need beyond the fleet's own (e.g. no metadata service)."""
+        ...
+
+    def orchestrator_api_url(self) -> str | None:
+        """The API of the orchestrator the provider runs for the fleet (`orchestrator.api: local`); None when it
+        runs none, or it is not running."""
+        ...
+
+    def prices(self) -> FleetPrices | None:
+        """Hourly prices from local data only (never a cloud call); None when nothing is billed."""
+        ...

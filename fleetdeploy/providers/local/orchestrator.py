@@ -7,7 +7,6 @@ published on 127.0.0.1 only, so `orchestrator.api: local` lets the controller re
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from contextlib import suppress
@@ -18,6 +17,7 @@ import yaml
 
 from fleetdeploy.fleet.files import read_token
 from fleetdeploy.orchestrator.api import OrchestratorApi
+from fleetdeploy.private_files import write_private
 from fleetdeploy.providers.base import ClusterOutcome, Outcome, ProgressCallback
 from fleetdeploy.providers.local.docker import Container, DockerCli, DockerError
 
@@ -73,12 +73,7 @@ class LocalOrchestrator:
         self.config_file.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         if self.config_file.exists() and self.config_file.read_text(encoding="utf-8") == text:
             return False
-        tmp = self.config_file.with_suffix(".tmp")
-        tmp.unlink(missing_ok=True)  # a leftover could carry a looser mode; O_EXCL makes the new one 0600
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, self.config_file)
+        write_private(self.config_file, text)
         return True
 
     def api_url(self, docker: DockerCli, current: Container | None = None) -> str | None:

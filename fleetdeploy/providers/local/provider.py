@@ -8,6 +8,7 @@ preempted spot VM: `up` removes it and creates a new instance with a new id.
 
 from __future__ import annotations
 
+import functools
 import os
 import secrets
 import shutil
@@ -132,6 +133,10 @@ class LocalProvider:
                 extra["fleet_orchestrator_api_unavailable"] = LOCAL_NOT_RUNNING
         return extra
 
+    def prices(self) -> None:
+        """Nothing is billed."""
+        return None
+
     def orchestrator_api_url(self) -> str | None:
         """The local orchestrator's API as published on this machine's loopback (None when it is not running)."""
         with suppress(DockerError, InputError):
@@ -216,9 +221,10 @@ class LocalProvider:
             docker.network_create(self.network, {LABEL_FLEET: self.fleet.name})
         # Regions (and the local orchestrator) are independent: all start at once, as SkyPilot clusters would.
         stop = threading.Event()
-        jobs: list[Callable[[], ClusterOutcome]] = [lambda: self.orchestrator.ensure(docker, progress, stop)] \
-            if self.local_orchestrator else []
-        jobs += [lambda r=region, n=spec.count: self._up_region(docker, r, n, public_key, progress, stop)
+        jobs: list[Callable[[], ClusterOutcome]] = []
+        if self.local_orchestrator:
+            jobs.append(functools.partial(self.orchestrator.ensure, docker, progress, stop))
+        jobs += [functools.partial(self._up_region, docker, region, spec.count, public_key, progress, stop)
                  for region, spec in sorted(self.fleet.regions.items())]
         pool = ThreadPoolExecutor(max_workers=len(jobs), thread_name_prefix="region")
         try:
@@ -373,3 +379,8 @@ class LocalProvider:
             except DockerError as exc:
                 outcomes.append(ClusterOutcome(self.network, "local", Outcome.FAILED, str(exc)))
         return outcomes
+
+
+def make(fleet: Fleet, state_dir: Path, notice: Callable[[str], None]) -> LocalProvider:
+    """The registry's factory (providers/local/__init__.py)."""
+    return LocalProvider(fleet, state_dir)

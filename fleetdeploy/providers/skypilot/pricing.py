@@ -63,13 +63,6 @@ def catalog_file() -> Path:
     return Path(root, ".sky", "catalogs", CATALOG_SCHEMA_VERSION, "aws", "vms.csv")
 
 
-def format_price(per_hour: float | None, unknown: Unknown | None = None) -> str:
-    """`$0.0375/h`, or `price unknown (<reason>)`."""
-    if per_hour is None:
-        return f"price unknown ({unknown or Unknown.NOT_IN_CATALOG})"
-    return f"${per_hour:.4f}/h"
-
-
 def region_prices(fleet: Fleet) -> FleetPrice:
     """Prices of every region's first candidate and of the fleet; never fails, never goes online.
 

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import copy
 import os
+from collections.abc import MutableMapping
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from fleetdeploy.errors import InputError
+from fleetdeploy.private_files import write_private
 
 ENV_VAR = "SKYPILOT_PROJECT_CONFIG"
 DEFAULT_PROJECT_CONFIG = ".sky.yaml"
@@ -25,7 +27,7 @@ DEFAULT_PROJECT_CONFIG = ".sky.yaml"
 OWN_SETTINGS: dict[str, Any] = {"aws": {"remote_identity": "NO_UPLOAD"}}
 
 
-def user_project_config(environ: dict[str, str] | None = None, cwd: Path | None = None) -> Path | None:
+def user_project_config(environ: MutableMapping[str, str] | None = None, cwd: Path | None = None) -> Path | None:
     """The project config SkyPilot would read without us: `$SKYPILOT_PROJECT_CONFIG`, else `./.sky.yaml`."""
     env = os.environ if environ is None else environ
     named = env.get(ENV_VAR)
@@ -66,7 +68,8 @@ def project_config(user_config: Path | None) -> dict[str, Any]:
     return overlay(_read(user_config) if user_config else {}, OWN_SETTINGS)
 
 
-def install_project_config(target: Path, environ: dict[str, str] | None = None, cwd: Path | None = None) -> Path:
+def install_project_config(target: Path, environ: MutableMapping[str, str] | None = None,
+                           cwd: Path | None = None) -> Path:
     """Write the merged project config to `target` (0600) and point SkyPilot at it. Call before `import sky`."""
     env = os.environ if environ is None else environ
     # A second call in one process finds our own file in the variable: overlaying it again changes nothing.
@@ -74,12 +77,6 @@ def install_project_config(target: Path, environ: dict[str, str] | None = None, 
     text = "# Written by fleetdeploy: your SkyPilot project config (if any) plus NO_UPLOAD.\n" + yaml.safe_dump(
         project_config(source), sort_keys=False
     )
-    target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    tmp = target.with_name(f".{target.name}.tmp")
-    tmp.unlink(missing_ok=True)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(text)
-    os.replace(tmp, target)
+    write_private(target, text)
     env[ENV_VAR] = str(target)
     return target

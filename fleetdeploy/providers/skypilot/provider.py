@@ -22,10 +22,13 @@ from fleetdeploy.providers.base import (
     ClusterAction,
     ClusterOutcome,
     ClusterPlan,
+    ClusterPrice,
+    FleetPrices,
     Node,
     Outcome,
     ProgressCallback,
 )
+from fleetdeploy.providers.skypilot.pricing import region_prices
 from fleetdeploy.providers.skypilot.project_config import install_project_config
 from fleetdeploy.providers.skypilot.task import candidates, render_task, to_yaml
 
@@ -194,8 +197,15 @@ class SkyPilotProvider:
         return {}
 
     def orchestrator_api_url(self) -> str | None:
-        """A cloud fleet's orchestrator is the user's: its API is the one the fleet file names."""
-        return self.fleet.orchestrator.api
+        """A cloud fleet's orchestrator is the user's (its API is the one the fleet file names): none runs here."""
+        return None
+
+    def prices(self) -> FleetPrices:
+        """From SkyPilot's catalog file when it is on this machine (never downloaded, never a cloud call)."""
+        found = region_prices(self._fleet)
+        clusters = tuple(ClusterPrice(self._fleet.cluster_name(r.region), r.per_region_hour,
+                                      str(r.unknown) if r.unknown else None) for r in found.regions)
+        return FleetPrices(clusters, found.per_hour, str(found.unknown) if found.unknown else None)
 
     def plan(self) -> list[ClusterPlan]:
         """What `up` would ask SkyPilot for, and what it would do to each cluster as SkyPilot's state stands.
@@ -333,3 +343,8 @@ class SkyPilotProvider:
 
     def _all_failed(self, names: dict[str, str], error: str, progress: ProgressCallback) -> list[ClusterOutcome]:
         return [self._failed(name, region, error, progress) for name, region in names.items()]
+
+
+def make(fleet: Fleet, state_dir: Path, notice: Callable[[str], None]) -> SkyPilotProvider:
+    """The registry's factory (providers/skypilot/__init__.py)."""
+    return SkyPilotProvider(fleet, state_dir, notice=notice)

@@ -1,0 +1,110 @@
+"""The fleet's inventory file, and which of its nodes a name on the command line means.
+
+The inventory is a pure function of what the provider reports (runs/inventory.py); this is where it is asked
+for, written and read back. Names resolve against the inventory first: the provider (for SkyPilot, its API
+server) is asked only for a name the inventory does not know.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+import yaml
+
+from fleetdeploy.errors import FleetError, InputError
+from fleetdeploy.fleet.model import Fleet
+from fleetdeploy.paths import REPO_ROOT
+from fleetdeploy.providers.base import Node, Provider
+from fleetdeploy.runs.convergence import roles_digest
+from fleetdeploy.runs.inventory import (
+    build_inventory,
+    host_name,
+    inventory_path,
+    write_inventory,
+)
+
+
+def nodes_in(inventory: Path) -> list[Node]:
+    """The nodes an inventory file we wrote lists (empty when there is none or it is unreadable)."""
+    try:
+        data = yaml.safe_load(inventory.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError):
+        return []
+    nodes = []
+    for group in (data.get("all", {}).get("children") or {}).values():
+        for region in (group.get("children") or {}).values():
+            for values in (region.get("hosts") or {}).values():
+                nodes.append(Node(
+                    instance_id=str(values["fleet_instance_id"]), cluster=str(values["fleet_cluster"]),
+                    region=str(values["fleet_region"]), zone=values.get("fleet_zone"),
+                    host=str(values["ansible_host"]), port=int(values["ansible_port"]),
+                    user=str(values["ansible_user"]), key_file=str(values["ansible_ssh_private_key_file"]),
+                    spot=bool(values["fleet_spot"]),
+                ))
+    return nodes
+
+
+class FleetInventory:
+    """inventory/<fleet>.yml: written from the provider's nodes, read back without asking the provider."""
+
+    def __init__(self, fleet: Fleet, provider: Callable[[], Provider], path: Path | None = None) -> None:
+        self.fleet = fleet
+        self._provider = provider  # made on first use: most reads never need it
+        self.path = path or inventory_path(REPO_ROOT, fleet)
+
+    def host(self, node: Node) -> str:
+        return host_name(self.fleet, node)
+
+    def write(self, nodes: list[Node]) -> None:
+        inventory = build_inventory(self.fleet, nodes, self._provider().extra_inventory_vars(),
+                                    roles_digest=roles_digest(REPO_ROOT))
+        write_inventory(self.path, inventory)
+
+    def refresh(self) -> list[Node]:
+        """Ask the provider for the nodes and write the inventory: a pure function of what it reports."""
+        nodes = self._provider().nodes()
+        self.write(nodes)
+        return nodes
+
+    def nodes_or_fail(self) -> list[Node]:
+        nodes = self.refresh()
+        if not nodes:
+            raise FleetError(f"fleet '{self.fleet.name}' has no running nodes; run `deploy.py up` first")
+        return nodes
+
+    def recorded(self) -> list[Node]:
+        """The nodes the inventory file lists now (no provider call)."""
+        return nodes_in(self.path)
+
+    def named(self, wanted: Iterable[str]) -> list[Node]:
+        """Nodes named by host name, instance id or a unique prefix of either.
+
+        The current inventory answers first; only a name it does not know makes us ask the provider. A name
+        the provider does not know either is bad input, and then nothing was written or started for it.
+        """
+        names = [item.strip() for entry in wanted for item in entry.split(",") if item.strip()]
+        if not names:
+            raise InputError("no node named: give a node name, an instance id or a unique prefix")
+        try:
+            return match_nodes(self.recorded(), names, self.host)
+        except InputError:
+            fresh = self._provider().nodes()
+            chosen = match_nodes(fresh, names, self.host)  # raises when still unknown: the inventory stays
+            self.write(fresh)
+            return chosen
+
+
+def match_nodes(nodes: list[Node], names: list[str], host: Callable[[Node], str]) -> list[Node]:
+    """Each name's node: an exact host name or instance id, else the one node either starts with."""
+    chosen: list[Node] = []
+    for name in names:
+        matches = [n for n in nodes if name in (host(n), n.instance_id)]
+        if not matches:
+            matches = [n for n in nodes if host(n).startswith(name) or n.instance_id.startswith(name)]
+        if len(matches) != 1:
+            listed = ", ".join(host(n) for n in nodes) or "none"
+            problem = "is ambiguous" if matches else "is not a node of this fleet"
+            raise InputError(f"'{name}' {problem} (nodes: {listed})")
+        chosen.append(matches[0])
+    return chosen
