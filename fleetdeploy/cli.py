@@ -7,18 +7,21 @@ ansible-runner.
 from __future__ import annotations
 
 import argparse
+import datetime
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
 
-from fleetdeploy.errors import FleetError, InputError
+from fleetdeploy.errors import FleetError, InputError, Terminated
 from fleetdeploy.operations.options import (
     DEFAULT_BATCH,
     DEFAULT_JOIN_TIMEOUT_S,
+    DEFAULT_LOCK_WAIT_S,
     CommandOptions,
     ConfigureOptions,
     DownOptions,
+    EventsOptions,
     ExecOptions,
     GlobalOptions,
     HealthOptions,
@@ -26,11 +29,14 @@ from fleetdeploy.operations.options import (
     LogsOptions,
     OutputFormat,
     PlanOptions,
+    ReportOptions,
     RollingOptions,
     Service,
     SshOptions,
     StatusOptions,
     UpOptions,
+    WatchOptions,
+    parse_since,
 )
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
@@ -138,6 +144,30 @@ def build_parser() -> argparse.ArgumentParser:
     down = command("down", "tear down this fleet's clusters (and nothing else)",
                    "Remove this fleet's clusters; other fleets' clusters are never touched.")
     down.add_argument("-y", "--yes", action="store_true", help="don't ask for confirmation")
+    for sub in (up, configure, down):
+        sub.add_argument("--lock-wait", type=float, default=DEFAULT_LOCK_WAIT_S, metavar="SECONDS",
+                         help="how long to wait for the fleet lock (a watcher's tick, another command) before "
+                              f"giving up with exit 2 (default {DEFAULT_LOCK_WAIT_S:g}; 0: don't wait)")
+
+    watch = command("watch", "supervise the fleet unattended: heal, fix drift, alert",
+                    "Every interval: observe the provider, the nodes (convergence and health) and the orchestrator; "
+                    "heal lost nodes, configure drifted or long-unhealthy ones, and alert on every transition. "
+                    "SIGTERM stops it (exit 0), Ctrl-C too (exit 130); a restart resumes from its saved state.")
+    watch.add_argument("--interval", type=int, metavar="SECONDS",
+                       help="seconds between ticks (default: watch.interval_seconds, 60)")
+    watch.add_argument("--once", action="store_true",
+                       help="one tick, then exit 0 when all is well (after acting) or 1 when something is still wrong")
+    watch.add_argument("--metrics-port", type=int, metavar="PORT", help="serve /metrics on 127.0.0.1:PORT")
+
+    events = command("events", "what the watcher saw and did (its event log)",
+                     "Print the watcher's event log: alerts, heals, drift fixes, starts and stops.")
+    events.add_argument("--since", metavar="TIME|DURATION",
+                        help="only events from this ISO-8601 time or this long ago (30m, 2h, 7d)")
+    report = command("report", "write the fleet report page (one offline HTML file)",
+                     "Write the fleet's report page from the watcher's last tick and event log: regions and nodes "
+                     "(health, orchestrator, versions, price), the last heal and drift events, a day's timeline.")
+    report.add_argument("--file", type=Path, metavar="PATH",
+                        help="where to write it (default: report.html in the fleet's state dir, as watch does)")
     return parser
 
 
@@ -162,7 +192,7 @@ def options(args: argparse.Namespace) -> tuple[GlobalOptions, CommandOptions]:
     common = GlobalOptions(fleet_file=args.fleet, local=args.local, output=OutputFormat(args.output))
     command: CommandOptions
     if args.command == "up":
-        command = UpOptions(args.reconfigure_all, args.skip_health, args.join_timeout)
+        command = UpOptions(args.reconfigure_all, args.skip_health, args.join_timeout, args.lock_wait)
     elif args.command == "plan":
         command = PlanOptions()
     elif args.command == "status":
@@ -173,7 +203,8 @@ def options(args: argparse.Namespace) -> tuple[GlobalOptions, CommandOptions]:
                 if value is not None:
                     raise InputError(f"{option} is only used with --rolling")
         rolling = RollingOptions(args.batch or DEFAULT_BATCH, args.max_unhealthy or 0) if args.rolling else None
-        command = ConfigureOptions(args.check, args.full, tuple(args.limit), rolling, args.join_timeout)
+        command = ConfigureOptions(args.check, args.full, tuple(args.limit), rolling, args.join_timeout,
+                                   args.lock_wait)
     elif args.command == "health":
         command = HealthOptions(tuple(args.limit))
     elif args.command == "ssh":
@@ -184,8 +215,15 @@ def options(args: argparse.Namespace) -> tuple[GlobalOptions, CommandOptions]:
         command = ExecOptions(args.target, tuple(args.remote_command), args.sudo)
     elif args.command == "inventory":
         command = InventoryOptions(args.print_it)
+    elif args.command == "watch":
+        command = WatchOptions(args.interval, args.once, args.metrics_port)
+    elif args.command == "report":
+        command = ReportOptions(args.file)
+    elif args.command == "events":
+        now = datetime.datetime.now(datetime.UTC)
+        command = EventsOptions(parse_since(args.since, now) if args.since else None)
     else:
-        command = DownOptions(args.yes)
+        command = DownOptions(args.yes, args.lock_wait)
     return common, command
 
 
@@ -205,6 +243,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except FleetError as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_FAILED
+    except Terminated:
+        print("terminated", file=sys.stderr)
+        return 0
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

@@ -11,3 +11,7 @@ class FleetError(Exception):
     """Some clusters or nodes failed while the rest went on (exit code 1)."""
 
     exit_code = 1
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, where a command asked for it as an exception (`watch`): unwinds like Ctrl-C, exits 0."""

@@ -7,7 +7,8 @@ cd "$(dirname "$0")/.."
 
 SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
-PACKAGES=(docker.io debootstrap nats-server openssh-client rsync ca-certificates python3-venv)
+# chromium: the report page is tested in a real headless browser (tests/test_watch_report.py).
+PACKAGES=(docker.io debootstrap nats-server openssh-client rsync ca-certificates python3-venv chromium)
 
 missing=()
 for pkg in "${PACKAGES[@]}"; do

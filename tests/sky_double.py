@@ -62,6 +62,7 @@ class SkyDouble:
 
     # The real module attributes the provider uses.
     ClusterStatus = sky.ClusterStatus
+    StatusRefreshMode = sky.StatusRefreshMode
     Task = sky.Task
     exceptions = sky.exceptions
 

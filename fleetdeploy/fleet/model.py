@@ -22,6 +22,7 @@ from fleetdeploy.fleet.regions import (
     is_known_region,
 )
 from fleetdeploy.fleet.role_options import TOOL_SET_VARS, role_options
+from fleetdeploy.fleet.watch_spec import WatchSpec
 from fleetdeploy.providers.registry import entries as provider_entries
 
 DEFAULT_BACALHAU_VERSION = "v1.9.3"
@@ -177,8 +178,23 @@ class ImagesSpec(_Model):
 class LocalSpec(_Model):
     privileged: bool = False
     node_image: str = DEFAULT_LOCAL_NODE_IMAGE
+    # A region's own node image (like a region's own AMI); it must already exist on this machine.
+    node_images: dict[str, str] = Field(default_factory=dict)
 
     _node_image = field_validator("node_image")(_check_image)
+
+    @field_validator("node_images")
+    @classmethod
+    def _node_images(cls, value: dict[str, str]) -> dict[str, str]:
+        for region, image in value.items():
+            try:
+                _check_image(image)
+            except ValueError as exc:
+                raise _At(region, str(exc)) from None
+        return value
+
+    def image_of(self, region: str) -> str:
+        return self.node_images.get(region, self.node_image)
 
 
 class Fleet(_Model):
@@ -193,6 +209,7 @@ class Fleet(_Model):
     images: ImagesSpec = Field(default_factory=ImagesSpec)
     labels: dict[str, str] = Field(default_factory=dict)
     local: LocalSpec = Field(default_factory=LocalSpec)
+    watch: WatchSpec = Field(default_factory=WatchSpec)
     # Overrides of role variables (roles/*/meta/argument_specs.yml), e.g. bacalhau_heartbeat_interval: 30s.
     role_vars: dict[str, Any] = Field(default_factory=dict)
 
@@ -263,6 +280,9 @@ class Fleet(_Model):
             # health/status/up find each node in the orchestrator's list by this name.
             raise _At("role_vars.bacalhau_node_name",
                       "the node name is the inventory host name (the orchestrator's view is matched by it)")
+        for region in self.local.node_images:
+            if region not in self.regions:
+                raise _At(f"local.node_images.{region}", "not a region of this fleet")
         for key in self.role_vars:
             if key.startswith("image_archive_"):
                 raise _At(

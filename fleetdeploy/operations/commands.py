@@ -6,10 +6,13 @@ exit code from that data; rendering (tables or `--output json`) happens in one p
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from rich.text import Text
@@ -17,19 +20,23 @@ from rich.text import Text
 from fleetdeploy.errors import FleetError, InputError
 from fleetdeploy.fleet.model import load_fleet
 from fleetdeploy.operations.context import Context
+from fleetdeploy.operations.lock import Holder, fleet_lock_path, held
 from fleetdeploy.operations.options import (
     CommandOptions,
     ConfigureOptions,
     DownOptions,
+    EventsOptions,
     ExecOptions,
     GlobalOptions,
     HealthOptions,
     InventoryOptions,
     LogsOptions,
     PlanOptions,
+    ReportOptions,
     SshOptions,
     StatusOptions,
     UpOptions,
+    WatchOptions,
 )
 from fleetdeploy.operations.steps import (
     ansible_run,
@@ -51,6 +58,7 @@ from fleetdeploy.output.results import (
     StatusResult,
     UpResult,
 )
+from fleetdeploy.paths import state_dir
 from fleetdeploy.providers.base import (
     ClusterOutcome,
     FleetPrices,
@@ -60,9 +68,15 @@ from fleetdeploy.providers.base import (
 )
 from fleetdeploy.providers.registry import LOCAL_PROVIDER
 from fleetdeploy.runs.ssh import ssh_argv
+from fleetdeploy.watch.events import EventLog
 
 
 def run_command(common: GlobalOptions, options: CommandOptions) -> int:
+    if isinstance(options, WatchOptions):
+        from fleetdeploy.watch.loop import Supervisor
+
+        console, err_console = make_console(original_stdout()), make_console(original_stderr())
+        return Supervisor(common.fleet_file, options, common.local, console, err_console).run()
     fleet = load_fleet(common.fleet_file)
     if common.local and fleet.provider != LOCAL_PROVIDER:
         fleet = fleet.model_copy(update={"provider": LOCAL_PROVIDER})
@@ -70,6 +84,18 @@ def run_command(common: GlobalOptions, options: CommandOptions) -> int:
                   err_console=make_console(original_stderr()))
     command: Callable[[Context, Any], int] = _COMMANDS[type(options)]
     return command(ctx, options)
+
+
+@contextmanager
+def _fleet_lock(ctx: Context, purpose: str, wait_s: float) -> Iterator[None]:
+    """Hold the fleet's lock for a command that changes the fleet (a watcher's tick holds it too)."""
+    def waiting(holder: Holder | None) -> None:
+        who = holder.describe() if holder else "another process"
+        ctx.notice(f"waiting up to {wait_s:g} s for the fleet lock: {who} holds it")
+
+    ctx.provider.preflight()  # a command that cannot run leaves nothing behind, not even a lock file
+    with held(fleet_lock_path(state_dir(), ctx.fleet.name), purpose, wait_s, f"fleet '{ctx.fleet.name}'", waiting):
+        yield
 
 
 def _provision(ctx: Context, title: str,
@@ -83,6 +109,11 @@ def _provision(ctx: Context, title: str,
 
 
 def cmd_up(ctx: Context, options: UpOptions) -> int:
+    with _fleet_lock(ctx, "up", options.lock_wait):
+        return _up(ctx, options)
+
+
+def _up(ctx: Context, options: UpOptions) -> int:
     outcomes = _provision(ctx, f"Provisioning fleet '{ctx.fleet.name}'", ctx.provider.up)
     nodes = ctx.inventory.refresh()
     if not nodes:
@@ -142,6 +173,11 @@ def cmd_status(ctx: Context, _options: StatusOptions) -> int:
 
 
 def cmd_configure(ctx: Context, options: ConfigureOptions) -> int:
+    with _fleet_lock(ctx, "configure --check" if options.check else "configure", options.lock_wait):
+        return _configure(ctx, options)
+
+
+def _configure(ctx: Context, options: ConfigureOptions) -> int:
     limit = ctx.inventory.named(options.limit) if options.limit else None
     nodes = ctx.inventory.nodes_or_fail()
     if limit is not None:
@@ -219,7 +255,8 @@ def cmd_down(ctx: Context, options: DownOptions) -> int:
         if answer.strip() != ctx.fleet.name:
             ctx.err_console.print("not confirmed: nothing was removed")
             return 2
-    outcomes = _provision(ctx, f"Tearing down fleet '{ctx.fleet.name}'", ctx.provider.down)
+    with _fleet_lock(ctx, "down", options.lock_wait):
+        outcomes = _provision(ctx, f"Tearing down fleet '{ctx.fleet.name}'", ctx.provider.down)
     result = DownResult(outcomes)
     show(ctx.console, result, ctx.output)
     if result.ok:
@@ -228,8 +265,41 @@ def cmd_down(ctx: Context, options: DownOptions) -> int:
     return 1
 
 
+def cmd_events(ctx: Context, options: EventsOptions) -> int:
+    log = EventLog(state_dir() / ctx.fleet.name / "events.jsonl")
+    found = list(log.read(options.since))
+    if ctx.json:
+        ctx.console.out(json.dumps([e.to_json() for e in found], indent=2), highlight=False)
+        return 0
+    for event in found:
+        ctx.console.print(Text(f"{event.at}  {event.kind:<24} {event.subject:<28} {event.text}"), highlight=False)
+    if not found:
+        ctx.err_console.print("no events" + (" in that time" if options.since else " yet (is a watcher running?)"))
+    return 0
+
+
+def cmd_report(ctx: Context, options: ReportOptions) -> int:
+    from fleetdeploy.watch.report import REPORT_FILE, write_report
+    from fleetdeploy.watch.state import load_state
+
+    fleet_dir = state_dir() / ctx.fleet.name
+    state, why = load_state(fleet_dir / "watch-state.json")
+    if why:
+        ctx.notice(why)
+    path = options.file or fleet_dir / REPORT_FILE
+    try:
+        write_report(path, ctx.fleet.name, ctx.fleet.provider, state, EventLog(fleet_dir / "events.jsonl"),
+                     time.time())
+    except OSError as exc:
+        raise InputError(f"{path}: cannot write the report ({exc.strerror})") from None
+    ctx.console.print(Text(f"report: {path}" + ("" if state.ticks else " (no watcher tick yet: run watch --once)")),
+                      highlight=False)
+    return 0
+
+
 _COMMANDS: dict[type, Callable[[Context, Any], int]] = {
     UpOptions: cmd_up, PlanOptions: cmd_plan, StatusOptions: cmd_status, ConfigureOptions: cmd_configure,
     HealthOptions: cmd_health, SshOptions: cmd_ssh, LogsOptions: cmd_logs, ExecOptions: cmd_exec,
-    InventoryOptions: cmd_inventory, DownOptions: cmd_down,
+    InventoryOptions: cmd_inventory, DownOptions: cmd_down, EventsOptions: cmd_events,
+    ReportOptions: cmd_report,
 }

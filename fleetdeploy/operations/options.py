@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import datetime
 import enum
 import math
 from dataclasses import dataclass
@@ -12,6 +13,8 @@ from fleetdeploy.errors import InputError
 
 DEFAULT_BATCH = "25%"
 DEFAULT_JOIN_TIMEOUT_S = 180.0
+# How long up, configure and down wait for the fleet lock (a watcher's tick, another command) before giving up.
+DEFAULT_LOCK_WAIT_S = 300.0
 MAX_JOIN_TIMEOUT_S = 3600.0
 
 
@@ -44,6 +47,11 @@ def _join_timeout(value: float) -> None:
         raise InputError(f"--join-timeout must be more than 0 and at most {MAX_JOIN_TIMEOUT_S:g} seconds")
 
 
+def _lock_wait(value: float) -> None:
+    if not 0 <= value <= MAX_JOIN_TIMEOUT_S:
+        raise InputError(f"--lock-wait must be 0 to {MAX_JOIN_TIMEOUT_S:g} seconds")
+
+
 def _names(limit: tuple[str, ...]) -> tuple[str, ...]:
     """`--limit a,b --limit c` -> ("a", "b", "c")."""
     return tuple(item.strip() for entry in limit for item in entry.split(",") if item.strip())
@@ -54,9 +62,11 @@ class UpOptions:
     reconfigure_all: bool = False
     skip_health: bool = False
     join_timeout: float = DEFAULT_JOIN_TIMEOUT_S
+    lock_wait: float = DEFAULT_LOCK_WAIT_S
 
     def __post_init__(self) -> None:
         _join_timeout(self.join_timeout)
+        _lock_wait(self.lock_wait)
 
 
 @dataclass(frozen=True)
@@ -87,9 +97,11 @@ class ConfigureOptions:
     limit: tuple[str, ...] = ()  # node names, instance ids or unique prefixes
     rolling: RollingOptions | None = None
     join_timeout: float = DEFAULT_JOIN_TIMEOUT_S
+    lock_wait: float = DEFAULT_LOCK_WAIT_S
 
     def __post_init__(self) -> None:
         _join_timeout(self.join_timeout)
+        _lock_wait(self.lock_wait)
         object.__setattr__(self, "limit", _names(self.limit))
 
 
@@ -142,7 +154,49 @@ class InventoryOptions:
 @dataclass(frozen=True)
 class DownOptions:
     yes: bool = False
+    lock_wait: float = DEFAULT_LOCK_WAIT_S
+
+    def __post_init__(self) -> None:
+        _lock_wait(self.lock_wait)
+
+
+@dataclass(frozen=True)
+class WatchOptions:
+    interval: int | None = None  # seconds between ticks (default: the fleet file's watch.interval_seconds)
+    once: bool = False  # one tick, then exit 0 (all well) or 1 (something still wrong)
+    metrics_port: int | None = None  # serve /metrics on 127.0.0.1:PORT
+
+    def __post_init__(self) -> None:
+        if self.interval is not None and not 1 <= self.interval <= 86400:
+            raise InputError("--interval must be 1 to 86400 seconds")
+        if self.metrics_port is not None and not 1 <= self.metrics_port <= 65535:
+            raise InputError("--metrics-port must be 1 to 65535")
+
+
+@dataclass(frozen=True)
+class ReportOptions:
+    file: Path | None = None  # default: report.html in the fleet's state dir (the one `watch` refreshes)
+
+
+@dataclass(frozen=True)
+class EventsOptions:
+    since: datetime.datetime | None = None  # only events at or after this time (UTC)
 
 
 CommandOptions = (UpOptions | PlanOptions | StatusOptions | ConfigureOptions | HealthOptions | SshOptions
-                  | LogsOptions | ExecOptions | InventoryOptions | DownOptions)
+                  | LogsOptions | ExecOptions | InventoryOptions | DownOptions | WatchOptions | EventsOptions
+                  | ReportOptions)
+
+
+def parse_since(text: str, now: datetime.datetime) -> datetime.datetime:
+    """`--since`: an ISO-8601 time (UTC unless it says otherwise) or a duration back from now (90s, 30m, 2h, 7d)."""
+    value = text.strip()
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    if value[-1:] in units and value[:-1].isdigit():
+        return now - datetime.timedelta(seconds=int(value[:-1]) * units[value[-1]])
+    try:
+        parsed = datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise InputError(f"--since {text!r}: give an ISO-8601 time (2026-12-06T10:00:00Z) or a duration "
+                         "(30m, 2h, 7d)") from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=datetime.UTC)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -23,6 +23,15 @@ class Outcome(enum.StrEnum):
         return self is not Outcome.FAILED
 
 
+class FailureKind(enum.StrEnum):
+    """Why a launch failed, as far as the provider can tell: what the watcher's backoff is chosen by."""
+
+    CAPACITY = "capacity"  # no capacity or quota left where it was asked for: try again later
+    CREDENTIALS = "credentials"  # no usable cloud credentials or access: a person must act
+    TRANSIENT = "transient"  # network, API server, a node that did not boot: try again soon
+    UNKNOWN = "unknown"
+
+
 @dataclass(frozen=True)
 class ClusterOutcome:
     """What happened to one cluster during `up` or `down`; `ok` follows from the outcome."""
@@ -31,6 +40,7 @@ class ClusterOutcome:
     region: str
     action: Outcome
     error: str | None = None
+    failure: FailureKind | None = None  # set with FAILED when the provider can classify the error
 
     @property
     def ok(self) -> bool:
@@ -131,6 +141,16 @@ def format_price(per_hour: float | None, unknown: str | None = None) -> str:
     return f"${per_hour:.4f}/h"
 
 
+@dataclass(frozen=True)
+class Survey:
+    """The fleet's clusters as the provider sees them now (the watcher's view of the provider)."""
+
+    actions: dict[str, ClusterAction]  # cluster -> what `up` would do; a cluster missing here: state unknown
+    nodes: list[Node]
+    in_flight: frozenset[str] = frozenset()  # clusters with a launch still running on the provider's side
+    error: str = ""  # why the state could not be read or refreshed: never a reason to think nodes are lost
+
+
 class Provider(Protocol):
     """What every provider does; providers/registry.py says which exist and makes them."""
 
@@ -138,8 +158,18 @@ class Provider(Protocol):
         """What `up` would do per cluster, from the provider's local state only (no cloud call)."""
         ...
 
-    def up(self, progress: ProgressCallback) -> list[ClusterOutcome]:
-        """Launch, heal or resize every cluster; one failing cluster never stops the others."""
+    def preflight(self) -> None:
+        """Cheap checks that fail a whole command (InputError) before anything is written, locked or started."""
+        ...
+
+    def up(self, progress: ProgressCallback, only: Collection[str] | None = None) -> list[ClusterOutcome]:
+        """Launch, heal or resize every cluster (or the clusters named in `only`); one failing cluster never
+        stops the others."""
+        ...
+
+    def survey(self) -> Survey:
+        """What `up` would do per cluster and the nodes, refreshed from the cloud where the provider can (a
+        refresh that fails is reported in `error` and the last known state is used), and launches in flight."""
         ...
 
     def nodes(self) -> list[Node]:

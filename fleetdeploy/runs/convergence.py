@@ -20,9 +20,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-# What a node's configuration is made of; molecule scenarios and READMEs change nothing on a node.
-_CONFIG_SOURCES = ("roles", "playbooks/site.yml", "playbooks/library", "playbooks/module_utils",
-                   "playbooks/action_plugins", "ansible.cfg")
+# What a node's configuration is made of; molecule scenarios and READMEs change nothing on a node, and neither do
+# the controller-side plugins that only read (health, orchestrator, report): of those, only the convergence check.
+_CONFIG_SOURCES = ("roles", "playbooks/site.yml", "playbooks/vars", "playbooks/library", "playbooks/module_utils",
+                   "playbooks/action_plugins/fleet_convergence.py", "ansible.cfg")
 _NOT_CONFIG = {"molecule", "README.md", "__pycache__", ".env.yml"}  # .env.yml: molecule's, per role
 
 

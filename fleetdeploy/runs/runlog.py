@@ -26,9 +26,10 @@ class RunLog:
 
     @classmethod
     @contextmanager
-    def open(cls, fleet: str, title: str) -> Iterator[RunLog]:
-        """A new, empty 0600 log for one run; older logs beyond RUNS_KEPT are removed."""
-        directory = state_dir() / fleet / "runs"
+    def open(cls, fleet: str, title: str, kind: str = "runs") -> Iterator[RunLog]:
+        """A new, empty 0600 log for one run; older logs of the same kind beyond RUNS_KEPT are removed (the
+        watcher's every-tick observations are a kind of their own, so they never push out configure logs)."""
+        directory = state_dir() / fleet / kind
         directory.mkdir(parents=True, exist_ok=True, mode=0o700)
         slug = _UNSAFE.sub("-", title.lower()).strip("-")[:40] or "run"
         path = directory / f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}-{slug}.log"

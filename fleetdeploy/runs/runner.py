@@ -260,14 +260,15 @@ def run_ansible(
             kwargs["playbook"] = str(REPO_ROOT / playbook)
         else:
             kwargs.update(module=module, module_args=module_args, host_pattern=",".join(targets) or "all")
+        signals = _signals_cancel()
         try:
-            with _sigint_cancels() as interrupted:
-                runner = ansible_runner.run(**kwargs, cancel_callback=interrupted.is_set)
+            with signals as cancelled:
+                runner = ansible_runner.run(**kwargs, cancel_callback=cancelled.is_set)
         finally:
             if log is not None:
                 log.close()
-        if interrupted.is_set() or runner.status == "canceled":
-            raise KeyboardInterrupt
+        if cancelled.is_set() or runner.status == "canceled":
+            signals.reraise()
         collector.finish(runner.stats)
     for name in targets:
         collector.hosts.setdefault(name, HostResult(host=name))
@@ -277,8 +278,10 @@ def run_ansible(
     return RunResult(rc=rc, hosts=collector.hosts, finished=collector.finished)
 
 
-class _sigint_cancels:  # noqa: N801 - used like a function: `with _sigint_cancels() as interrupted`
-    """While Ansible runs, Ctrl-C asks ansible-runner to stop it (which kills the playbook's process group).
+class _signals_cancel:  # noqa: N801 - used like a function: `with _signals_cancel() as cancelled`
+    """While Ansible runs, Ctrl-C (and SIGTERM, where the process turned it into an exception: `watch`) asks
+    ansible-runner to stop it, which kills the playbook's process group; then the signal is raised here as it
+    would have been anywhere else (KeyboardInterrupt, or the process's SIGTERM exception).
 
     ansible-runner would otherwise install its own SIGINT handler and never give the old one back, so later
     Ctrl-C presses would be ignored. Only the main thread may set handlers; elsewhere this does nothing.
@@ -286,11 +289,27 @@ class _sigint_cancels:  # noqa: N801 - used like a function: `with _sigint_cance
 
     def __enter__(self) -> threading.Event:
         self.event = threading.Event()
-        self.previous = None
+        self.received: int | None = None
+        self.previous: dict[int, Any] = {}
         if threading.current_thread() is threading.main_thread():
-            self.previous = signal.signal(signal.SIGINT, lambda *_: self.event.set())
+            wanted = [signal.SIGINT]
+            if callable(signal.getsignal(signal.SIGTERM)):
+                wanted.append(signal.SIGTERM)
+            for signum in wanted:
+                self.previous[signum] = signal.signal(signum, self._cancel)
         return self.event
 
+    def _cancel(self, signum: int, _frame: object) -> None:
+        self.received = self.received or signum
+        self.event.set()
+
     def __exit__(self, *exc: object) -> None:
-        if self.previous is not None:
-            signal.signal(signal.SIGINT, self.previous)
+        for signum, handler in self.previous.items():
+            signal.signal(signum, handler)
+
+    def reraise(self) -> None:
+        """Raise what the signal that cancelled the run raises outside a run."""
+        handler = self.previous.get(self.received or signal.SIGINT)
+        if self.received == signal.SIGTERM and callable(handler):
+            handler(signal.SIGTERM, None)
+        raise KeyboardInterrupt

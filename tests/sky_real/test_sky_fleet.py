@@ -19,12 +19,15 @@ from __future__ import annotations
 
 import json
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 from sky_world import SkyWorld, api_server_processes
+
+from tests.webhook_receiver import WebhookReceiver
 
 pytestmark = pytest.mark.e2e
 
@@ -281,6 +284,38 @@ def test_08_configure_health_and_ssh_reach_every_node(world: SkyWorld, three: Pa
     assert ssh.returncode == 0, _ok(ssh)
     hostname = world.docker_hostname(survivor)
     assert ssh.stdout.split() == ["ubuntu", hostname]
+
+
+def test_08b_watch_once_heals_the_short_cluster_with_one_launch_and_alerts_once(world: SkyWorld) -> None:
+    """The INIT cluster (a worker missing): one launch that ends at the credential check, one heal_failed alert;
+    a second --once right after is backing off: no launch, no alert."""
+    fleet_file = world.fleet_file("watch", {"us-east-1": 2, "us-east-2": 2})
+    cluster = world.cluster("us-east-2")
+    with WebhookReceiver() as hook:
+        fleet_file.write_text(fleet_file.read_text() + f"watch: {{webhook_url: '{hook.url}'}}\n")
+        before = len(_launches(world).get(cluster, []))
+        first = world.deploy(fleet_file, "watch", "--once")
+        assert first.returncode == 1, _ok(first)  # the region could not be healed: not all well
+        launches = _launches(world)[cluster]
+        assert len(launches) == before + 1, launches
+        _assert_credentials_stop(launches[-1], "CloudUserIdentityError")
+        assert launches[-1]["resize"] is False
+        failed = hook.wait_for("heal_failed", "us-east-2")
+        assert failed["text"].startswith(f"[fleet {world.name}] heal_failed: us-east-2: {CREDENTIALS_HINT}"), failed
+        assert "next try in 3600 s" in failed["text"], failed  # credentials: straight to the longest backoff
+        assert [k for k in hook.kinds() if k[0] in ("heal_failed", "node_lost")] == [("heal_failed", "us-east-2")]
+        sent = len(hook.alerts)
+
+        second = world.deploy(fleet_file, "watch", "--once")
+        assert second.returncode == 1, _ok(second)
+        assert len(_launches(world)[cluster]) == before + 1, "a region backing off is not launched again"
+        assert "us-east-2: backing off for" in second.stdout, _ok(second)
+        time.sleep(1)
+        assert len(hook.alerts) == sent, hook.kinds()[sent:]
+
+    events, data = _deploy_json(world, fleet_file, "events")
+    assert events.returncode == 0, _ok(events)
+    assert [e["subject"] for e in data if e["kind"] == "heal_failed"] == ["us-east-2"]
 
 
 def test_09_down_offline_fails_per_cluster_and_leaves_other_fleets_alone(world: SkyWorld, three: Path) -> None:

@@ -15,7 +15,7 @@ import shutil
 import subprocess
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from contextlib import suppress
 from pathlib import Path
@@ -29,9 +29,12 @@ from fleetdeploy.providers.base import (
     ClusterAction,
     ClusterOutcome,
     ClusterPlan,
+    FailureKind,
     Node,
     Outcome,
     ProgressCallback,
+    Provider,
+    Survey,
 )
 from fleetdeploy.providers.local.docker import DockerCli, DockerError
 from fleetdeploy.providers.local.image import ensure_node_image, ensure_service_images
@@ -184,13 +187,17 @@ class LocalProvider:
         return plans
 
     # ---- up ------------------------------------------------------------------------------------------------------
-    def _validate(self) -> tuple[DockerCli, str]:
-        """Everything that can make `up` fail as a whole, checked before anything is created."""
-        docker = DockerCli()
-        docker.check_engine()
+    def preflight(self) -> None:
+        """A Docker engine that answers and the ssh tools: without them no command can do anything."""
+        DockerCli().check_engine()
         for tool in ("ssh", "ssh-keygen"):
             if shutil.which(tool) is None:
                 raise InputError(f"'{tool}' not found on PATH (apt-get install openssh-client)")
+
+    def _validate(self) -> tuple[DockerCli, str]:
+        """Everything that can make `up` fail as a whole, checked before anything is created."""
+        self.preflight()
+        docker = DockerCli()
         labels = docker.network_labels(self.network)
         if labels is not None and labels.get(LABEL_FLEET) != self.fleet.name:
             raise InputError(f"Docker network {self.network} exists but does not belong to fleet {self.fleet.name}")
@@ -215,17 +222,29 @@ class LocalProvider:
                                  check=True, capture_output=True, text=True, timeout=30)
         return derived.stdout.strip()
 
-    def up(self, progress: ProgressCallback) -> list[ClusterOutcome]:
+    def survey(self) -> Survey:
+        """The containers as they are now: a local fleet has nothing to refresh and no launch outlives `up`."""
+        actions = self._region_actions()
+        if actions is None:
+            return Survey({}, [], error="cannot ask the Docker engine about the node containers")
+        try:
+            nodes = self.nodes()
+        except (DockerError, InputError) as exc:
+            return Survey({}, [], error=str(exc))
+        return Survey({self.fleet.cluster_name(r): a for r, a in actions.items()}, nodes)
+
+    def up(self, progress: ProgressCallback, only: Collection[str] | None = None) -> list[ClusterOutcome]:
         docker, public_key = self._validate()
         if docker.network_labels(self.network) is None:
             docker.network_create(self.network, {LABEL_FLEET: self.fleet.name})
         # Regions (and the local orchestrator) are independent: all start at once, as SkyPilot clusters would.
         stop = threading.Event()
         jobs: list[Callable[[], ClusterOutcome]] = []
-        if self.local_orchestrator:
+        if self.local_orchestrator and only is None:
             jobs.append(functools.partial(self.orchestrator.ensure, docker, progress, stop))
         jobs += [functools.partial(self._up_region, docker, region, spec.count, public_key, progress, stop)
-                 for region, spec in sorted(self.fleet.regions.items())]
+                 for region, spec in sorted(self.fleet.regions.items())
+                 if only is None or self.fleet.cluster_name(region) in only]
         pool = ThreadPoolExecutor(max_workers=len(jobs), thread_name_prefix="region")
         try:
             futures = [pool.submit(job) for job in jobs]
@@ -256,11 +275,15 @@ class LocalProvider:
             if missing == 0:
                 progress(cluster, f"{len(running)} node(s) running")
                 return ClusterOutcome(cluster, region, Outcome.RELAUNCHED if stopped else Outcome.UNCHANGED)
+            image = self.fleet.local.image_of(region)
+            if not docker.image_exists(image):
+                # Never a pull: like an AMI that is not in the region, the region's image must exist already.
+                raise NodeCreateError(f"node image {image} is not on this machine")
             progress(cluster, f"creating {missing} node(s)")
             self._create_nodes(docker, region, missing, public_key, lambda m: progress(cluster, m), stop)
         except (DockerError, NodeCreateError) as exc:
             progress(cluster, f"failed: {exc}")
-            return ClusterOutcome(cluster, region, Outcome.FAILED, str(exc))
+            return ClusterOutcome(cluster, region, Outcome.FAILED, str(exc), FailureKind.UNKNOWN)
         grown = Outcome.RESIZED if existing and not stopped else Outcome.RELAUNCHED
         return ClusterOutcome(cluster, region, grown if existing else Outcome.LAUNCHED)
 
@@ -276,7 +299,7 @@ class LocalProvider:
         args += ["--tmpfs", "/run", "--tmpfs", "/run/lock", "-v", "/var/lib/docker", "--stop-signal", "SIGRTMIN+3",
                  "-p", "127.0.0.1::22"]
         # systemd as PID 1, whatever CMD the image was built with.
-        return [*args, self.fleet.local.node_image, "/lib/systemd/systemd"]
+        return [*args, self.fleet.local.image_of(region), "/lib/systemd/systemd"]
 
     def _create_nodes(self, docker: DockerCli, region: str, missing: int, public_key: str,
                       say: Callable[[str], None], stop: threading.Event) -> None:
@@ -381,6 +404,6 @@ class LocalProvider:
         return outcomes
 
 
-def make(fleet: Fleet, state_dir: Path, notice: Callable[[str], None]) -> LocalProvider:
+def make(fleet: Fleet, state_dir: Path, notice: Callable[[str], None]) -> Provider:
     """The registry's factory (providers/local/__init__.py)."""
     return LocalProvider(fleet, state_dir)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 import os
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -23,10 +23,13 @@ from fleetdeploy.providers.base import (
     ClusterOutcome,
     ClusterPlan,
     ClusterPrice,
+    FailureKind,
     FleetPrices,
     Node,
     Outcome,
     ProgressCallback,
+    Provider,
+    Survey,
 )
 from fleetdeploy.providers.skypilot.pricing import region_prices
 from fleetdeploy.providers.skypilot.project_config import install_project_config
@@ -37,6 +40,9 @@ MAX_IN_FLIGHT = 4
 _MAX_ERROR_CHARS = 400
 # Progress rows for what SkyPilot itself prints (it does not say which cluster a line is about).
 SKYPILOT_ROW = "skypilot"
+# sky.server.requests.request_names.RequestName.CLUSTER_LAUNCH, and the states of a request not yet finished.
+LAUNCH_REQUEST = "launch"
+LIVE_REQUEST_STATES = frozenset({"PENDING", "WAITING", "RUNNING"})
 
 
 def load_sky(project_config: Path) -> Any:
@@ -85,6 +91,24 @@ def describe_error(sky: Any, exc: BaseException) -> str:
     except ImportError:
         pass
     return f"{type(exc).__name__}: {first}"[:_MAX_ERROR_CHARS]
+
+
+def failure_kind(sky: Any, exc: BaseException) -> FailureKind:
+    """What kind of failure a SkyPilot error is: the watcher's backoff depends on it."""
+    if _is(sky, exc, "CloudUserIdentityError") or _is(sky, exc, "NoCloudAccessError"):
+        return FailureKind.CREDENTIALS
+    if _is(sky, exc, "ResourcesUnavailableError"):  # capacity or quota, over every candidate tried
+        return FailureKind.CAPACITY
+    if _is(sky, exc, "ApiServerConnectionError"):
+        return FailureKind.TRANSIENT
+    try:
+        import requests  # noqa: PLC0415 - only needed to classify this error
+
+        if isinstance(exc, requests.exceptions.RequestException):
+            return FailureKind.TRANSIENT
+    except ImportError:
+        pass
+    return FailureKind.UNKNOWN
 
 
 def _instance_ids(handle: Any) -> dict[tuple[str, int], str]:
@@ -238,18 +262,57 @@ class SkyPilotProvider:
             )
         return plans
 
-    def _records(self, sky: Any, names: Sequence[str], credentials: bool = False) -> dict[str, Any]:
-        records = sky.get(sky.status(list(names), _include_credentials=credentials))
+    def _records(self, sky: Any, names: Sequence[str], credentials: bool = False,
+                 refresh: bool = False) -> dict[str, Any]:
+        # AUTO refreshes spot clusters from the cloud: the only way SkyPilot learns of preempted nodes.
+        mode = sky.StatusRefreshMode.AUTO if refresh else sky.StatusRefreshMode.NONE
+        records = sky.get(sky.status(list(names), refresh=mode, _include_credentials=credentials))
         return {rec["name"]: rec for rec in records if rec["name"] in names}
 
-    def up(self, progress: ProgressCallback) -> list[ClusterOutcome]:
-        """Launch missing clusters, heal INIT ones, resize changed counts; one failing region never stops the others."""
+    def preflight(self) -> None:
+        """Nothing cheap to check: SkyPilot's own checks need its API server (started on first use)."""
+
+    def survey(self) -> Survey:
+        """This fleet's clusters refreshed from the cloud (what shows preempted nodes). A refresh that fails
+        (credentials, network) is reported in `error`, and the state SkyPilot had is used instead."""
         names = self._names()
+        error = ""
+        with self._sdk() as sky:
+            try:
+                records = self._records(sky, list(names), credentials=True, refresh=True)
+            except Exception as exc:  # noqa: BLE001 - a failed refresh is reported, never taken as nodes lost
+                error = f"refreshing the cluster status failed: {describe_error(sky, exc)}"
+                try:
+                    records = self._records(sky, list(names), credentials=True)
+                except Exception as again:  # noqa: BLE001
+                    return Survey({}, [], error=f"cannot read cluster status from SkyPilot: "
+                                                f"{describe_error(sky, again)}")
+            in_flight, in_flight_error = self._launches_in_flight(sky, names)
+        actions = {name: decide(records.get(name), self._fleet.regions[region].count)
+                   for name, region in names.items()}
+        nodes = nodes_from_status(records[name] for name in names if name in records)
+        return Survey(actions, nodes, in_flight, "; ".join(e for e in (error, in_flight_error) if e))
+
+    def _launches_in_flight(self, sky: Any, names: dict[str, str]) -> tuple[frozenset[str], str]:
+        """Clusters of this fleet with a launch request still pending or running on the API server (it goes on
+        after the process that submitted it stopped: a restarted watcher must not submit another)."""
+        try:
+            requests = sky.api_status()
+        except Exception as exc:  # noqa: BLE001
+            return frozenset(), f"cannot list the API server's requests: {describe_error(sky, exc)}"
+        return frozenset(
+            str(r.cluster_name) for r in requests
+            if r.name == LAUNCH_REQUEST and str(r.status).upper() in LIVE_REQUEST_STATES and r.cluster_name in names
+        ), ""
+
+    def up(self, progress: ProgressCallback, only: Collection[str] | None = None) -> list[ClusterOutcome]:
+        """Launch missing clusters, heal INIT ones, resize changed counts; one failing region never stops the others."""
+        names = {name: region for name, region in self._names().items() if only is None or name in only}
         with self._sdk(lambda line: progress(SKYPILOT_ROW, line)) as sky:
             try:
                 records = self._records(sky, list(names))
             except Exception as exc:  # noqa: BLE001 - every SDK failure becomes an outcome
-                return self._all_failed(names, describe_error(sky, exc), progress)
+                return self._all_failed(names, describe_error(sky, exc), progress, failure_kind(sky, exc))
             outcomes: dict[str, ClusterOutcome] = {}
             work: list[tuple[str, Outcome, Callable[[], Any]]] = []
             for name, region in names.items():
@@ -290,7 +353,8 @@ class SkyPilotProvider:
                     in_flight.append((name, action, submit()))
                     progress(name, "submitted")
                 except Exception as exc:  # noqa: BLE001
-                    outcomes[name] = self._failed(name, names[name], describe_error(sky, exc), progress)
+                    outcomes[name] = self._failed(name, names[name], describe_error(sky, exc), progress,
+                                                  failure_kind(sky, exc))
             if not in_flight:
                 continue
             name, action, request_id = in_flight.popleft()
@@ -301,7 +365,8 @@ class SkyPilotProvider:
                     progress(name, "already gone")
                     outcomes[name] = ClusterOutcome(name, names[name], Outcome.UNCHANGED)
                     continue
-                outcomes[name] = self._failed(name, names[name], describe_error(sky, exc), progress)
+                outcomes[name] = self._failed(name, names[name], describe_error(sky, exc), progress,
+                                                  failure_kind(sky, exc))
                 continue
             progress(name, action)
             outcomes[name] = ClusterOutcome(name, names[name], action)
@@ -324,7 +389,7 @@ class SkyPilotProvider:
             try:
                 records = self._records(sky, list(names))
             except Exception as exc:  # noqa: BLE001
-                return self._all_failed(names, describe_error(sky, exc), progress)
+                return self._all_failed(names, describe_error(sky, exc), progress, failure_kind(sky, exc))
             outcomes: dict[str, ClusterOutcome] = {}
             work: list[tuple[str, Outcome, Callable[[], Any]]] = []
             for name, region in names.items():
@@ -337,14 +402,16 @@ class SkyPilotProvider:
             outcomes.update(self._run(sky, names, work, progress))
         return [outcomes[name] for name in names]
 
-    def _failed(self, name: str, region: str, error: str, progress: ProgressCallback) -> ClusterOutcome:
+    def _failed(self, name: str, region: str, error: str, progress: ProgressCallback,
+                kind: FailureKind = FailureKind.UNKNOWN) -> ClusterOutcome:
         progress(name, f"failed: {error}")
-        return ClusterOutcome(name, region, Outcome.FAILED, error)
+        return ClusterOutcome(name, region, Outcome.FAILED, error, kind)
 
-    def _all_failed(self, names: dict[str, str], error: str, progress: ProgressCallback) -> list[ClusterOutcome]:
-        return [self._failed(name, region, error, progress) for name, region in names.items()]
+    def _all_failed(self, names: dict[str, str], error: str, progress: ProgressCallback,
+                    kind: FailureKind = FailureKind.UNKNOWN) -> list[ClusterOutcome]:
+        return [self._failed(name, region, error, progress, kind) for name, region in names.items()]
 
 
-def make(fleet: Fleet, state_dir: Path, notice: Callable[[str], None]) -> SkyPilotProvider:
+def make(fleet: Fleet, state_dir: Path, notice: Callable[[str], None]) -> Provider:
     """The registry's factory (providers/skypilot/__init__.py)."""
     return SkyPilotProvider(fleet, state_dir, notice=notice)
