@@ -14,6 +14,7 @@ multi-region `up` against each region alone (medians of --region-rounds), and th
 Writes docs/benchmark.json, docs/benchmark.png and docs/benchmark.md (table, per-role breakdown of the first
 configure, the targets of issue 9). Needs what scripts/setup.sh installs, plus `pip install -e .[bench]`.
 Usage: .venv/bin/python scripts/benchmark.py [--nodes 1,5,20] [--first-samples 3] [--out docs]
+       .venv/bin/python scripts/benchmark.py --watch     (only the watcher's figures: scripts/benchmark_watch.py)
 """
 
 from __future__ import annotations
@@ -195,6 +196,31 @@ def cli_startup(env: dict[str, str]) -> float:
     return samples[2]
 
 
+def _environment(work: Path) -> dict[str, str]:
+    env = dict(os.environ, FLEETDEPLOY_STATE_DIR=str(work / "state"), NO_COLOR="1", COLUMNS="200",
+               PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    os.environ["FLEETDEPLOY_STATE_DIR"] = env["FLEETDEPLOY_STATE_DIR"]  # provision() runs in this process
+    return env
+
+
+def watch_only(args: argparse.Namespace) -> int:
+    """The `watch` object of benchmark.json, on its own; the rest of the file is kept as it is."""
+    from benchmark_watch import benchmark_watch
+
+    path = args.out / "benchmark.json"
+    report = json.loads(path.read_text()) if path.exists() else {}
+    with tempfile.TemporaryDirectory(prefix="fleetdeploy-bench-") as tmp:
+        work = Path(tmp)
+        report["watch"] = benchmark_watch(work, _environment(work), write_fleet, args.watch_samples,
+                                          args.watch_ticks, args.watch_interval)
+    args.out.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=2) + "\n")
+    if report.get("runs"):
+        (args.out / "benchmark.md").write_text(write_markdown(report))
+    print(f"wrote the watch object of {path}")
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--nodes", default="1,5,20", help="fleet sizes, comma-separated (default 1,5,20)")
@@ -204,6 +230,11 @@ def main() -> int:
                         help="tuned first configures at N=1 and N=5 whose medians give the ratio target (default 3)")
     parser.add_argument("--region-rounds", type=int, default=3, help="rounds of the multi-region test (median)")
     parser.add_argument("--out", type=Path, default=REPO / "docs", help="where the json, png and md go")
+    parser.add_argument("--watch", action="store_true",
+                        help="only the watcher's section (benchmark_watch.py): writes the json's `watch` object")
+    parser.add_argument("--watch-samples", type=int, default=3, help="heal cycles and idle ticks (median)")
+    parser.add_argument("--watch-ticks", type=int, default=200, help="ticks of the RSS run (1 s interval)")
+    parser.add_argument("--watch-interval", type=int, default=10, help="the watcher's interval in the heal cycles")
     args = parser.parse_args()
     sizes = [int(n) for n in args.nodes.split(",")]
     modes = args.modes.split(",")
@@ -215,11 +246,11 @@ def main() -> int:
         if importlib.util.find_spec(needed) is None:
             parser.error(f"{needed} is missing: pip install -e '.[bench]'")
 
+    if args.watch:
+        return watch_only(args)
     with tempfile.TemporaryDirectory(prefix="fleetdeploy-bench-") as tmp:
         work = Path(tmp)
-        env = dict(os.environ, FLEETDEPLOY_STATE_DIR=str(work / "state"), NO_COLOR="1", COLUMNS="200",
-                   PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
-        os.environ["FLEETDEPLOY_STATE_DIR"] = env["FLEETDEPLOY_STATE_DIR"]  # provision() runs in this process
+        env = _environment(work)
         report: dict[str, Any] = {"machine": f"{os.cpu_count()} cores", "cores": os.cpu_count(),
                                   "date": time.strftime("%Y-%m-%d"), "cli_startup_s": cli_startup(env), "runs": [],
                                   "first_configure_roles": {}, "first_configure_samples": {}}

@@ -98,8 +98,32 @@ def write_markdown(report: dict[str, Any]) -> str:
                       f"{regions['regions_alone_cpu_s'][slowest]:.1f} s for {slowest} alone. On {cores} cores the "
                       f"fleet needs at least {floor:.1f} s however well the regions overlap; 1.3 x the slowest "
                       f"region is {target:.1f} s, so the floor is {verdict}."]
-    lines += ["", f"`deploy.py --help` (CLI start-up, median of 5): {report['cli_startup_s']:.2f} s.", ""]
-    return "\n".join(lines)
+    lines += ["", f"`deploy.py --help` (CLI start-up, median of 5): {report['cli_startup_s']:.2f} s."]
+    lines += watch_section(report.get("watch"))
+    return "\n".join(lines + [""])
+
+
+def watch_section(watch: dict[str, Any] | None) -> list[str]:
+    """The watcher's figures (`scripts/benchmark.py --watch`), against the targets of its issue."""
+    if not watch:
+        return []
+    idle = watch.get("idle_tick_controller_cpu_per_node_s") or {}
+    interval = watch["interval_s"]
+    rows = [
+        ("detection (container killed -> node_lost)", f"{watch['detect_s']:.1f} s", f"<= {interval + 10} s",
+         watch["detect_s"] <= interval + 10),
+        ("one killed node healthy again", f"{watch['healthy_s']:.1f} s", "<= 120 s", watch["healthy_s"] <= 120),
+        *((f"idle tick, controller CPU per node, N = {n}", f"{v:.3f} s", "<= 0.1 s", v <= 0.1)
+          for n, v in sorted(idle.items(), key=lambda item: int(item[0]))),
+        (f"RSS growth over {watch['rss_ticks']} ticks at 1 s", f"{watch['rss_growth_mb']:.1f} MB", "< 10 MB",
+         watch["rss_growth_mb"] < 10),
+    ]
+    lines = ["", "## Watcher (`--watch`)", "",
+             f"Medians of {watch['samples']} (interval {interval} s, {watch['date']}). Samples: detection "
+             f"{watch['detect_samples_s']} s, healthy {watch['healthy_samples_s']} s.", "",
+             "| figure | measured | target | met |", "|---|---|---|---|"]
+    lines += [f"| {what} | {measured} | {target} | {'yes' if met else 'NO'} |" for what, measured, target, met in rows]
+    return lines
 
 
 def write_chart(report: dict[str, Any], path: Path) -> None:

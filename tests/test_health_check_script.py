@@ -6,12 +6,14 @@ import dataclasses
 import http.server
 import importlib.util
 import json
+import socket
 import sqlite3
 import stat
+import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -354,3 +356,60 @@ def test_settings_file_errors(hc: ModuleType, tmp_path: Path) -> None:
     bad.write_text(json.dumps({"containers": ["sensor"], "readings_interval_seconds": 3}))
     loaded = hc.load_settings(str(bad))
     assert loaded.containers == ("sensor",) and loaded.readings_interval_seconds == 3
+
+
+IMDS_STAND_IN = SCRIPT.parents[1] / "molecule" / "default" / "imds_stand_in.py"
+
+
+@pytest.fixture()
+def imds() -> Iterator[Callable[..., str]]:
+    """Start the IMDS stand-in (the one the molecule scenario runs on its node) on 127.0.0.1; returns its URL."""
+    procs: list[subprocess.Popen[bytes]] = []
+
+    def start(*flags: str) -> str:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        procs.append(subprocess.Popen([sys.executable, str(IMDS_STAND_IN), str(port), *flags]))
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            with socket.socket() as probe:
+                if probe.connect_ex(("127.0.0.1", port)) == 0:
+                    return f"http://127.0.0.1:{port}"
+            time.sleep(0.05)
+        raise AssertionError("the IMDS stand-in did not start")
+
+    yield start
+    for proc in procs:
+        proc.kill()
+        proc.wait()
+
+
+def test_the_spot_notice_is_read_with_an_imdsv2_token(hc: ModuleType, imds: Callable[..., str]) -> None:
+    settings = hc.Settings(imds_enabled=True, imds_url=imds())
+    assert hc.spot_notice(settings) == {"action": "terminate", "time": "2026-12-06T10:02:00Z"}
+    assert hc.spot_notice(hc.Settings(imds_enabled=True, imds_url=imds("--no-notice"))) is None  # 404: no notice
+    assert hc.spot_notice(hc.Settings(imds_enabled=False, imds_url=imds())) is None
+
+
+def test_no_metadata_service_means_no_notice_quickly(hc: ModuleType) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        closed = sock.getsockname()[1]
+    started = time.monotonic()
+    assert hc.spot_notice(hc.Settings(imds_enabled=True, imds_url=f"http://127.0.0.1:{closed}")) is None
+    assert time.monotonic() - started < 2
+
+
+def test_a_notice_is_reported_beside_the_verdict(hc: ModuleType, node: tuple[FakeNode, str], tmp_path: Path,
+                                                  imds: Callable[..., str],
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    _state, url = node
+    _make_db(tmp_path / "sensor_data.db", 10)
+    settings = dataclasses.replace(_settings(hc, tmp_path, url, _fake_docker(tmp_path, 0, HEALTHY_STATES)),
+                                   imds_enabled=True, imds_url=imds(), readings_interval_seconds=0.5)
+    with Writer(tmp_path / "sensor_data.db"):
+        rc = hc.main(["--settings", str(_write_settings(tmp_path, settings)), "--json"])
+    status = json.loads(capsys.readouterr().out)
+    assert rc == 0 and status["healthy"] is True, status  # the node still works: the notice fails no check
+    assert status["interruption"] == {"action": "terminate", "time": "2026-12-06T10:02:00Z"}

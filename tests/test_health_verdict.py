@@ -108,3 +108,14 @@ def test_the_table_has_a_row_per_node_and_never_cuts_a_reason() -> None:
                                     OrchestratorAnswer({}, "orchestrator API x answered 500 boom")))
     assert unreadable[1].split()[:3] == ["n-ok", "healthy", "unknown"]
     assert unreadable[-1] == "orchestrator API x answered 500 boom (node checks above are unaffected)"
+
+
+def test_a_spot_notice_is_shown_beside_a_healthy_verdict() -> None:
+    warned = {**status(True), "interruption": {"action": "terminate", "time": "2026-12-06T10:02:00Z"}}
+    result = judge([NodeReport.from_facts("n-warned", {STATUS_FACT: warned}),
+                    NodeReport.from_facts("n-ok", {STATUS_FACT: {**status(True), "interruption": None}})])
+    rows = {row.node: row for row in result.nodes}
+    assert rows["n-warned"].health is Health.HEALTHY and rows["n-warned"].interruption == "terminate at " \
+        "2026-12-06T10:02:00Z"
+    assert rows["n-ok"].interruption == ""
+    assert health_table(result)[-1] == "spot interruption notice on n-warned: terminate at 2026-12-06T10:02:00Z"

@@ -278,6 +278,7 @@ def test_plan_and_inventory_vars_need_no_docker(tmp_path: Path, monkeypatch: pyt
     assert provider.extra_inventory_vars() == {
         "docker_daemon_environment": {"DOCKER_ALLOW_IPV6_ON_IPV4_INTERFACE": "1"},
         "sensor_identity_imds_enabled": False,
+        "health_check_imds_enabled": False,
         "bacalhau_environment": {"AWS_EC2_METADATA_DISABLED": "true"},
         "bacalhau_orchestrator_endpoint": "nats://fleet-lpt-unit-orchestrator:4222",
     }

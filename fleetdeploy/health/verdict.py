@@ -42,6 +42,7 @@ class NodeHealth:
     failing: list[str]
     orchestrator: OrchestratorView | None = None  # None: no orchestrator.api, or it could not be read
     images: dict[str, str] = field(default_factory=dict)  # container -> image it runs (from the node's check)
+    interruption: str = ""  # the spot interruption notice the node read from EC2's metadata ("" when none)
 
 
 @dataclass
@@ -99,6 +100,14 @@ def running_images(status: Mapping[str, Any]) -> dict[str, str]:
             and str(c.get("name", "")).startswith("container:") and c.get("image")}
 
 
+def interruption_of(status: Mapping[str, Any] | None) -> str:
+    """`terminate at 2026-12-06T10:02:00Z` from the status's spot notice, or ""."""
+    notice = status.get("interruption") if status is not None else None
+    if not isinstance(notice, Mapping):
+        return ""
+    return f"{notice.get('action') or 'interruption'} at {notice.get('time') or 'an unknown time'}"
+
+
 def node_verdict(report: NodeReport) -> tuple[Health, list[str], dict[str, str]]:
     """The node's own verdict, what fails, and what it runs: its script decides, never a guess from here."""
     if report.unreachable:
@@ -127,5 +136,5 @@ def judge(reports: Iterable[NodeReport], orchestrator: OrchestratorAnswer | None
             failing = [*failing, f"orchestrator: {view.reason}"]
             if health is Health.HEALTHY:
                 health = Health.UNHEALTHY
-        rows.append(NodeHealth(report.host, health, failing, view, images))
+        rows.append(NodeHealth(report.host, health, failing, view, images, interruption_of(report.status)))
     return HealthResult(rows, note=note, orchestrator_note=orchestrator.error if orchestrator is not None else "")

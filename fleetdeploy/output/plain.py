@@ -28,4 +28,5 @@ def health_table(result: HealthResult) -> list[str]:
              for row in [HEALTH_COLUMNS, *rows]]
     if result.orchestrator_note:
         lines.append(f"{result.orchestrator_note} (node checks above are unaffected)")
+    lines += [f"spot interruption notice on {n.node}: {n.interruption}" for n in result.nodes if n.interruption]
     return lines

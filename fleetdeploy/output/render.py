@@ -86,6 +86,9 @@ def _health(console: Console, result: HealthResult) -> None:
     print_table(console, "Fleet health", columns, rows)
     if result.orchestrator_note:
         _plain(console, f"{result.orchestrator_note} (node checks above are unaffected)")
+    for node in (n for n in result.nodes if n.interruption):
+        console.print(Text(f"spot interruption notice on {node.node}: {node.interruption}", style="bold yellow"),
+                      highlight=False)
     if result.note:
         _plain(console, result.note)
 

@@ -37,6 +37,7 @@ def node_views(names: dict[str, Node], result: RunResult, answer: OrchestratorAn
             node=name, region=node.region, health=health.get(name),
             converged=bool(converged) if converged is not None and reachable else None,
             drift=tuple(str(d) for d in facts.get(DRIFT_FACT) or ()),
+            interruption=row.interruption if (row := health.get(name)) is not None else "",
         ))
     return views
 

@@ -198,6 +198,7 @@ labels: {{team: sky-real}}
 role_vars:
   docker_daemon_environment: {{DOCKER_ALLOW_IPV6_ON_IPV4_INTERFACE: "1"}}
   sensor_identity_imds_enabled: false
+  health_check_imds_enabled: false
   bacalhau_environment: {{AWS_EC2_METADATA_DISABLED: "true"}}
 """)
         return path

@@ -125,6 +125,7 @@ class LocalProvider:
             "docker_daemon_environment": {"DOCKER_ALLOW_IPV6_ON_IPV4_INTERFACE": "1"},
             # There is no EC2 metadata service here, and tests must never send traffic to 169.254.169.254.
             "sensor_identity_imds_enabled": False,
+            "health_check_imds_enabled": False,
             "bacalhau_environment": {"AWS_EC2_METADATA_DISABLED": "true"},
         }
         if self.local_orchestrator:

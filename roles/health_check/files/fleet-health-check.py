@@ -44,6 +44,10 @@ class Settings:
     memory_min_available_percent: float = 10.0
     http_timeout_seconds: float = 5.0
     command_timeout_seconds: float = 20.0
+    # EC2's instance metadata service, for the 2-minute spot interruption notice (off where there is none).
+    imds_enabled: bool = False
+    imds_url: str = "http://169.254.169.254"
+    imds_timeout_seconds: float = 1.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -131,6 +135,30 @@ def http_get(url: str, timeout: float) -> tuple:
         return exc.code, exc.read().decode("utf-8", "replace")
     except (urllib.error.URLError, OSError, ValueError) as exc:
         return 0, str(getattr(exc, "reason", exc))
+
+
+def spot_notice(settings: Settings) -> Optional[Dict[str, str]]:
+    """EC2's spot interruption notice ({"action", "time"}), read with IMDSv2 (a token PUT, then the GET), or None:
+    no notice (404), IMDS off, or IMDS not answering within its short timeout (not this check's business)."""
+    if not settings.imds_enabled:
+        return None
+    base = settings.imds_url.rstrip("/")
+    # Never through a proxy: the metadata service is link-local, and a proxy would see the token.
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    try:
+        put = urllib.request.Request(base + "/latest/api/token", method="PUT",
+                                     headers={"X-aws-ec2-metadata-token-ttl-seconds": "60"})
+        with opener.open(put, timeout=settings.imds_timeout_seconds) as response:
+            token = response.read().decode("ascii", "replace").strip()
+        get = urllib.request.Request(base + "/latest/meta-data/spot/instance-action",
+                                     headers={"X-aws-ec2-metadata-token": token})
+        with opener.open(get, timeout=settings.imds_timeout_seconds) as response:
+            notice = json.loads(response.read().decode("utf-8", "replace"))
+    except (urllib.error.URLError, OSError, ValueError):
+        return None  # HTTPError 404 (no notice) included
+    if not isinstance(notice, dict):
+        return None
+    return {"action": str(notice.get("action", "")), "time": str(notice.get("time", ""))}
 
 
 def check_bacalhau_alive(settings: Settings) -> Check:
@@ -249,13 +277,17 @@ def run_checks(settings: Settings, sleep: Callable[[float], None] = time.sleep) 
     return checks
 
 
-def build_status(checks: List[Check], host: str, now: datetime.datetime) -> Dict[str, Any]:
+def build_status(checks: List[Check], host: str, now: datetime.datetime,
+                 interruption: Optional[Dict[str, str]] = None) -> Dict[str, Any]:
+    """The status document. A spot interruption notice does not make the node unhealthy (it still works): it is
+    reported beside the verdict, for `deploy.py health` and the watcher."""
     return {
         "host": host,
         "timestamp": now.isoformat(),
         "healthy": all(check.ok for check in checks),
         "failing": [check.name for check in checks if not check.ok],
         "checks": [dataclasses.asdict(check) for check in checks],
+        "interruption": interruption,
     }
 
 
@@ -301,7 +333,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print("fleet-health-check: {0}".format(exc), file=sys.stderr)
         return 2
     checks = run_checks(settings)
-    status = build_status(checks, socket.gethostname(), datetime.datetime.now(datetime.timezone.utc))
+    status = build_status(checks, socket.gethostname(), datetime.datetime.now(datetime.timezone.utc),
+                          spot_notice(settings))
     write_status(settings.status_file, status)
     append_log(settings.log_file, status)
     if args.json:
