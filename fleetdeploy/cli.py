@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NoReturn
 
@@ -227,7 +227,8 @@ def options(args: argparse.Namespace) -> tuple[GlobalOptions, CommandOptions]:
     return common, command
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, interrupted: Callable[[], bool] = lambda: False) -> int:
+    """`interrupted` tells whether Ctrl-C was pressed even if its KeyboardInterrupt was swallowed (deploy.py)."""
     try:
         parser = build_parser()
         if not (sys.argv[1:] if argv is None else list(argv)):
@@ -236,6 +237,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         common, command = options(parser.parse_args(argv))
         from fleetdeploy.operations.commands import run_command
 
+        if interrupted():  # pressed while the imports above ran: stop before the command does anything
+            raise KeyboardInterrupt
         return run_command(common, command)
     except InputError as error:
         print(f"error: {error}", file=sys.stderr)

@@ -38,7 +38,9 @@ if [ ! -x .venv/bin/python ]; then
 fi
 echo "setup: installing Python packages into .venv"
 .venv/bin/pip install -q --upgrade pip
-.venv/bin/pip install -q -e '.[test]'
+# compat: a plain path in a .pth file. The default editable finder imports pathlib, re and urllib at every
+# interpreter start (in site, before any line of deploy.py), where a Ctrl-C cannot be answered.
+.venv/bin/pip install -q -e '.[test]' --config-settings editable_mode=compat
 
 bash scripts/build-images.sh
 echo "setup: done"
