@@ -46,7 +46,8 @@ Deploy and operate a fleet of Bacalhau compute nodes with sensor simulators.
 SkyPilot provisions AWS spot nodes (one cluster per region); Ansible configures them.
 With `provider: local` (or --local) the nodes are containers on this machine.
 
-exit codes: 0 ok, 1 some clusters or nodes failed, 2 bad input (nothing was changed)
+exit codes: 0 ok, 1 some clusters or nodes failed, 2 bad input (nothing was changed), 130 interrupted;
+configure --check: 0 no drift, 3 drift found, 1 a node failed or was unreachable
 """
 
 

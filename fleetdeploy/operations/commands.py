@@ -50,6 +50,7 @@ from fleetdeploy.output.progress import ProgressBoard, make_console, styled
 from fleetdeploy.output.render import show
 from fleetdeploy.output.results import (
     ClusterCount,
+    ConfigureResult,
     DownResult,
     InventoryResult,
     NodeInfo,
@@ -69,6 +70,9 @@ from fleetdeploy.providers.base import (
 from fleetdeploy.providers.registry import LOCAL_PROVIDER
 from fleetdeploy.runs.ssh import ssh_argv
 from fleetdeploy.watch.events import EventLog
+
+
+EXIT_DRIFT = 3
 
 
 def run_command(common: GlobalOptions, options: CommandOptions) -> int:
@@ -187,10 +191,20 @@ def _configure(ctx: Context, options: ConfigureOptions) -> int:
 
         rolled = configure_rolling(ctx, nodes, limit, options, options.rolling)
         show(ctx.console, rolled, ctx.output)
+        if options.check and rolled.drift is not None:
+            return check_exit_code(rolled.drift)
         return 0 if rolled.ok else 1
     result = configure_nodes(ctx, nodes, limit, check=options.check, full=options.full)
     show(ctx.console, result, ctx.output)
-    return 0 if result.ok else 1
+    return check_exit_code(result) if options.check else (0 if result.ok else 1)
+
+
+def check_exit_code(result: ConfigureResult) -> int:
+    """`configure --check` for scripts, like terraform's -detailed-exitcode: 0 no drift, 3 drift found, 1 a node
+    failed or was unreachable (then whether the others drifted is in the output)."""
+    if not result.ok:
+        return 1
+    return EXIT_DRIFT if result.drifted else 0
 
 
 def cmd_health(ctx: Context, options: HealthOptions) -> int:

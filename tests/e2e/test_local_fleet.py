@@ -164,9 +164,9 @@ def test_3_drift_is_reported_on_that_node_only_then_fixed(fleet: Fleet) -> None:
     docker_out("exec", container, "docker", "stop", "sensor")
 
     check = fleet.deploy("configure", "--check")
-    assert check.returncode == 0, check.stdout[-6000:]
+    assert check.returncode == 3, check.stdout[-6000:]  # drift found, like terraform's -detailed-exitcode
     assert f"drift on: {fleet.host(drifted_id)}\n" in check.stdout  # what a person reads
-    _, drift = fleet.json("configure", "--check")
+    _, drift = fleet.json("configure", "--check", expect=3)
     assert drift["drifted"] == [fleet.host(drifted_id)]
     assert {n["node"] for n in drift["nodes"] if n["changed"]} == {fleet.host(drifted_id)}
     assert sorted(d.split(":")[0] for d in by_key(drift["nodes"], "node")[fleet.host(drifted_id)]["drift"]) == \

@@ -107,7 +107,7 @@ def test_each_managed_thing_drifted_alone_is_named_on_its_node_then_fixed(fleet:
         for _, (container, case) in drifted.items():
             docker_out("exec", container, "sh", "-c", case.script)
 
-        _, check = fleet.json("configure", "--check")
+        _, check = fleet.json("configure", "--check", expect=3)
         labels = {host: case.name for host, (_, case) in drifted.items()}
         assert check["drifted"] == sorted(drifted), (labels, check["drifted"])
         rows = by_key(check["nodes"], "node")
@@ -124,7 +124,7 @@ def test_each_managed_thing_drifted_alone_is_named_on_its_node_then_fixed(fleet:
         assert {h for h, r in rows.items() if r["state"] != "converged"} == set(drifted), (labels, rows)
         assert all(rows[h]["state"] in ("changed", "ok") for h in drifted), (labels, rows)
 
-    _, clean = fleet.json("configure", "--check")
+    _, clean = fleet.json("configure", "--check", expect=0)
     assert clean["drifted"] == [] and all(n["state"] == "converged" for n in clean["nodes"]), clean["nodes"]
     _, health = fleet.json("health")
     assert all(n["health"] == "healthy" for n in health["nodes"]), health["nodes"]

@@ -115,7 +115,7 @@ def test_5e_rolling_upgrade_goes_batch_by_batch_and_stops_at_a_broken_image(
     assert set(original.values()) == {base}
 
     fleet.set_sensor(good, work / "v2.tar")
-    _, plan = fleet.json("configure", "--rolling", "--check")
+    _, plan = fleet.json("configure", "--rolling", "--check", expect=3)
     assert [len(b) for b in plan["untouched"]] == [1, 1, 1] and plan["batches"] == []  # 25% of 3 -> 1 per batch
     assert sorted(plan["drift"]["drifted"]) == sorted(original)  # the image changes everywhere...
     assert _running_sensor(fleet) == original  # ...and nothing changed yet
