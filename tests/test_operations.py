@@ -115,16 +115,24 @@ def test_names_resolve_from_the_inventory_and_ask_the_provider_only_for_unknown_
     assert [n.instance_id for n in inventory.named(["f-i-0aaa", "i-0ab"])] == ["i-0aaa", "i-0abb"]
     assert provider.asked == 1  # answered from the inventory file
 
-    provider.current.append(_node("i-0ccc"))  # a node the inventory has not seen yet
-    assert [n.instance_id for n in inventory.named(["i-0c"])] == ["i-0ccc"]
-    assert provider.asked == 2 and [n.instance_id for n in inventory.recorded()] == ["i-0aaa", "i-0abb", "i-0ccc"]
-
-    with pytest.raises(InputError, match=r"^'i-0a' is ambiguous \(nodes: f-i-0aaa, f-i-0abb, f-i-0ccc\)$"):
+    # An unknown name is answered from the inventory too: the provider (SkyPilot's API server) is not started.
+    provider.current.append(_node("i-0ccc"))
+    with pytest.raises(InputError, match=r"^'i-0c' is not a node of this fleet \(nodes: f-i-0aaa, f-i-0abb\); a node "
+                                         r"newer than f.yml\? run `deploy.py inventory`$"):
+        inventory.named(["i-0c"])
+    assert provider.asked == 1
+    assert inventory.refresh() and [n.instance_id for n in inventory.named(["i-0c"])] == ["i-0ccc"]
+    with pytest.raises(InputError, match=r"^'i-0a' is ambiguous \(nodes: f-i-0aaa, f-i-0abb, f-i-0ccc\)"):
         inventory.named(["i-0a"])
-    with pytest.raises(InputError, match=r"^'nope' is not a node of this fleet"):
-        inventory.named(["nope"])
     with pytest.raises(InputError, match="^no node named"):
         inventory.named([" , "])
+
+    # No inventory yet: the provider is asked, and an unknown name writes nothing.
+    fresh = FleetInventory(fleet, lambda: provider, tmp_path / "other" / "f.yml")
+    with pytest.raises(InputError, match=r"^'nope' is not a node of this fleet"):
+        fresh.named(["nope"])
+    assert not fresh.path.exists()
+    assert [n.instance_id for n in fresh.named(["i-0aaa"])] == ["i-0aaa"] and fresh.path.exists()
 
 
 def test_match_nodes_prefers_an_exact_name_over_a_prefix() -> None:

@@ -80,19 +80,23 @@ class FleetInventory:
     def named(self, wanted: Iterable[str]) -> list[Node]:
         """Nodes named by host name, instance id or a unique prefix of either.
 
-        The current inventory answers first; only a name it does not know makes us ask the provider. A name
-        the provider does not know either is bad input, and then nothing was written or started for it.
+        The inventory answers: asking the provider for an unknown name would start SkyPilot's API server just to
+        say no. Only without an inventory (none written yet) is the provider asked; a name it does not know
+        either is bad input, and then nothing was written or started for it.
         """
         names = [item.strip() for entry in wanted for item in entry.split(",") if item.strip()]
         if not names:
             raise InputError("no node named: give a node name, an instance id or a unique prefix")
-        try:
-            return match_nodes(self.recorded(), names, self.host)
-        except InputError:
-            fresh = self._provider().nodes()
-            chosen = match_nodes(fresh, names, self.host)  # raises when still unknown: the inventory stays
-            self.write(fresh)
-            return chosen
+        recorded = self.recorded()
+        if recorded:
+            try:
+                return match_nodes(recorded, names, self.host)
+            except InputError as exc:
+                raise InputError(f"{exc}; a node newer than {self.path.name}? run `deploy.py inventory`") from None
+        fresh = self._provider().nodes()
+        chosen = match_nodes(fresh, names, self.host)  # raises when unknown: no inventory is written
+        self.write(fresh)
+        return chosen
 
 
 def match_nodes(nodes: list[Node], names: list[str], host: Callable[[Node], str]) -> list[Node]:
