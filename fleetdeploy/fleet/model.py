@@ -21,7 +21,7 @@ from fleetdeploy.fleet.regions import (
     StrictModel,
     is_known_region,
 )
-from fleetdeploy.fleet.role_options import TOOL_SET_VARS, role_options
+from fleetdeploy.fleet.role_options import TOOL_SET_VARS, role_options, value_problem
 from fleetdeploy.fleet.watch_spec import WatchSpec
 from fleetdeploy.providers.registry import entries as provider_entries
 
@@ -264,6 +264,9 @@ class Fleet(_Model):
                 raise _At(key, "not a variable of any role" + (f" (did you mean '{close[0]}'?)" if close else ""))
             if key in TOOL_SET_VARS:
                 raise _At(key, "set by the tool from the fleet file: change the fleet file's own key instead")
+            problem = value_problem(key, value[key])
+            if problem:
+                raise _At(key, problem)
         return value
 
     @model_validator(mode="after")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -20,10 +21,37 @@ TOOL_SET_VARS = frozenset({
 
 
 @functools.cache
-def role_options(roles_dir: Path = ROLES_DIR) -> frozenset[str]:
-    """Every option of every role's `main` entry point."""
-    names: set[str] = set()
+def option_specs(roles_dir: Path = ROLES_DIR) -> dict[str, dict[str, Any]]:
+    """Every option of every role's `main` entry point, with its argument spec (type, choices, elements)."""
+    specs: dict[str, dict[str, Any]] = {}
     for spec in sorted(roles_dir.glob("*/meta/argument_specs.yml")):
         data = yaml.safe_load(spec.read_text(encoding="utf-8")) or {}
-        names.update((data.get("argument_specs", {}).get("main", {}).get("options") or {}).keys())
-    return frozenset(names)
+        specs.update(data.get("argument_specs", {}).get("main", {}).get("options") or {})
+    return specs
+
+
+def role_options(roles_dir: Path = ROLES_DIR) -> frozenset[str]:
+    return frozenset(option_specs(roles_dir))
+
+
+def value_problem(key: str, value: Any, roles_dir: Path = ROLES_DIR) -> str | None:
+    """Why `value` is not what the role's argument spec accepts for `key` (checked with Ansible's own validator, as
+    the role would on a node after launch), or None. The message never repeats the value."""
+    if isinstance(value, str) and "{{" in value:
+        return None  # a template: only the node can tell what it becomes
+    from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
+
+    spec = {k: v for k, v in option_specs(roles_dir)[key].items() if k in _CHECKED}
+    errors = ArgumentSpecValidator({key: spec}).validate({key: value}).errors.errors
+    if not errors:
+        return None
+    error = errors[0]
+    if type(error).__name__ == "ArgumentTypeError":
+        kind = spec.get("type", "str")
+        return f"must be of type {kind}" + (f" (of {spec['elements']})" if spec.get("elements") else "")
+    message = str(error).split(", got:")[0]
+    return message.replace(f"value of {key} ", "").replace(f"argument '{key}' ", "")
+
+
+# What of an option's spec speaks about a value (defaults may be templates, `required` is the role's business).
+_CHECKED = frozenset({"type", "choices", "elements", "options"})

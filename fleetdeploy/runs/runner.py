@@ -85,17 +85,26 @@ class RunResult:
         return sorted(h for h, r in self.hosts.items() if r.unreachable or r.failed)
 
 
-def _first_line(text: object) -> str:
-    lines = str(text).strip().splitlines()
-    return lines[0][:200] if lines else ""
+def _one_line(text: object) -> str:
+    """A message's lines joined: Ansible's own (e.g. 'Validation of arguments failed:' and the reason on the next
+    line) must reach the table whole, never cut after its first line."""
+    return " ".join(line.strip() for line in str(text).strip().splitlines() if line.strip())
+
+
+def _last_line(text: object) -> str:
+    """A command's or a module's output: its last line says what went wrong (a traceback ends with the error)."""
+    lines = [line.strip() for line in str(text).strip().splitlines() if line.strip()]
+    return lines[-1] if lines else ""
 
 
 def _failure_message(res: dict[str, Any]) -> str:
     if "censored" in res:
         return "a task with no_log failed (output hidden to protect secrets)"
-    for key in ("msg", "stderr", "module_stderr", "stdout"):
+    if res.get("msg"):
+        return _one_line(res["msg"])
+    for key in ("stderr", "module_stderr", "stdout"):
         if res.get(key):
-            return _first_line(res[key])
+            return _last_line(res[key])
     return "failed"
 
 
