@@ -74,7 +74,8 @@ def test_help_answers_without_importing_skypilot() -> None:
 
 
 def test_every_command_has_help() -> None:
-    for command in ("up", "plan", "status", "configure", "health", "ssh", "logs", "exec", "inventory", "down"):
+    for command in ("up", "plan", "status", "configure", "health", "ssh", "logs", "exec", "inventory", "down",
+                    "watch", "events", "report"):
         result = deploy(command, "--help")
         assert result.returncode == 0, command
         assert "SKY-NOT-IMPORTED" in result.stderr
@@ -277,3 +278,19 @@ def test_run_logs_are_private_and_only_the_last_twenty_are_kept(tmp_path: Path,
         assert log.path.stat().st_mode & 0o777 == 0o600 and log.path.name.endswith("-configuring-nodes.log")
     kept = sorted(runs.glob("*.log"))
     assert len(kept) == RUNS_KEPT and log.path in kept
+
+
+def test_down_tears_down_despite_an_unrelated_mistake_in_the_fleet_file(tmp_path: Path, token_file: Path) -> None:
+    """A broken version or token file must not keep a fleet running: down needs only name, provider, regions."""
+    body = GOOD.replace("name: clitest", "name: clitest\nprovider: local").replace("v1.9.3", "v1.5.1")
+    fleet = write_fleet(tmp_path, body)
+    env = dict(os.environ, FLEETDEPLOY_STATE_DIR=str(tmp_path / "state"))
+    result = deploy("-f", str(fleet), "down", "--yes", "-o", "json", env=env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    warning = [line for line in error_lines(result) if line.startswith("warning:")]
+    assert warning and "bacalhau.version" in warning[0] and "tearing down anyway" in warning[0]
+    assert json.loads(result.stdout)["ok"] is True  # nothing of this fleet existed: nothing to remove
+
+    bad_region = write_fleet(tmp_path, body.replace("us-east-1", "us-east-9"))
+    refused = deploy("-f", str(bad_region), "down", "--yes", env=env)
+    assert refused.returncode == 2 and "regions.us-east-9: unknown AWS region" in error_lines(refused)[0]

@@ -197,10 +197,45 @@ class LocalSpec(_Model):
         return self.node_images.get(region, self.node_image)
 
 
-class Fleet(_Model):
+def _check_name(value: str) -> str:
+    if not _NAME.fullmatch(value):
+        raise ValueError(
+            "must be 1-40 lower-case letters, digits or '-', start with a letter and end with a letter or digit"
+        )
+    return value
+
+
+def _check_provider(value: str) -> str:
+    known = sorted(provider_entries())
+    if value not in known:
+        close = difflib.get_close_matches(value, known, n=1)
+        raise ValueError(f"must be one of {', '.join(known)}" + (f" (did you mean '{close[0]}'?)" if close else ""))
+    return value
+
+
+def _check_regions(value: dict[str, RegionSpec]) -> dict[str, RegionSpec]:
+    if not value:
+        raise ValueError("at least one region is required")
+    for region, spec in value.items():
+        if not is_known_region(region):
+            raise _At(region, "unknown AWS region")
+        spec.check_zones_of(region)
+    return value
+
+
+class FleetIdentity(_Model):
+    """What names a fleet's machines: all `down` needs to find and remove them, whatever else the file says."""
+
     name: str
     provider: str = "skypilot"  # a registered provider (providers/registry.py)
     regions: dict[str, RegionSpec]
+
+    _name = field_validator("name")(_check_name)
+    _provider = field_validator("provider")(_check_provider)
+    _regions = field_validator("regions")(_check_regions)
+
+
+class Fleet(FleetIdentity):
     defaults: DefaultsSpec = Field(default_factory=DefaultsSpec)
     orchestrator: OrchestratorSpec
     aws_credentials: AwsCredentialsSpec | None = None
@@ -212,35 +247,6 @@ class Fleet(_Model):
     watch: WatchSpec = Field(default_factory=WatchSpec)
     # Overrides of role variables (roles/*/meta/argument_specs.yml), e.g. bacalhau_heartbeat_interval: 30s.
     role_vars: dict[str, Any] = Field(default_factory=dict)
-
-    @field_validator("name")
-    @classmethod
-    def _name(cls, value: str) -> str:
-        if not _NAME.fullmatch(value):
-            raise ValueError(
-                "must be 1-40 lower-case letters, digits or '-', start with a letter and end with a letter or digit"
-            )
-        return value
-
-    @field_validator("provider")
-    @classmethod
-    def _provider(cls, value: str) -> str:
-        known = sorted(provider_entries())
-        if value not in known:
-            close = difflib.get_close_matches(value, known, n=1)
-            raise ValueError(f"must be one of {', '.join(known)}" + (f" (did you mean '{close[0]}'?)" if close else ""))
-        return value
-
-    @field_validator("regions")
-    @classmethod
-    def _regions(cls, value: dict[str, RegionSpec]) -> dict[str, RegionSpec]:
-        if not value:
-            raise ValueError("at least one region is required")
-        for region, spec in value.items():
-            if not is_known_region(region):
-                raise _At(region, "unknown AWS region")
-            spec.check_zones_of(region)
-        return value
 
     @field_validator("labels")
     @classmethod
@@ -315,6 +321,28 @@ class Fleet(_Model):
     def cluster_name(self, region: str) -> str:
         """The SkyPilot/local cluster name of one region: `<name>-<region>`."""
         return f"{self.name}-{region}"
+
+
+def load_fleet_for_teardown(path: str | Path) -> tuple[Fleet, str]:
+    """The fleet for `down`: the whole file when it is valid; else only what names the fleet's machines (name,
+    provider, regions; checked as strictly as ever), and the whole file's problem as a warning. A mistake elsewhere
+    (a version, a token file) must not keep a fleet running and costing money."""
+    try:
+        return load_fleet(path), ""
+    except InputError as whole:
+        problem = str(whole)
+    path = Path(path)
+    data = read_mapping(path)  # a file that is not a YAML mapping at all: that error stands
+    subset = {key: data[key] for key in ("name", "provider", "regions") if key in data}
+    try:
+        identity = FleetIdentity.model_validate(subset, context={"base_dir": path.resolve().parent})
+    except ValidationError as exc:
+        raise InputError(f"{path}: {one_line(exc, FleetIdentity)}") from None
+    raw = data.get("orchestrator")
+    endpoint = LOCAL if isinstance(raw, dict) and raw.get("endpoint") == LOCAL else ""
+    fleet = Fleet.model_construct(name=identity.name, provider=identity.provider, regions=identity.regions,
+                                  orchestrator=OrchestratorSpec.model_construct(endpoint=endpoint))
+    return fleet, problem
 
 
 def load_fleet(path: str | Path) -> Fleet:

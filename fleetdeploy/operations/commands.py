@@ -18,7 +18,7 @@ from typing import Any
 from rich.text import Text
 
 from fleetdeploy.errors import FleetError, InputError
-from fleetdeploy.fleet.model import load_fleet
+from fleetdeploy.fleet.model import load_fleet, load_fleet_for_teardown
 from fleetdeploy.operations.context import Context
 from fleetdeploy.operations.lock import Holder, fleet_lock_path, held
 from fleetdeploy.operations.options import (
@@ -71,7 +71,6 @@ from fleetdeploy.providers.registry import LOCAL_PROVIDER
 from fleetdeploy.runs.ssh import ssh_argv
 from fleetdeploy.watch.events import EventLog
 
-
 EXIT_DRIFT = 3
 
 
@@ -81,11 +80,18 @@ def run_command(common: GlobalOptions, options: CommandOptions) -> int:
 
         console, err_console = make_console(original_stdout()), make_console(original_stderr())
         return Supervisor(common.fleet_file, options, common.local, console, err_console).run()
-    fleet = load_fleet(common.fleet_file)
+    warning = ""
+    if isinstance(options, DownOptions):
+        fleet, warning = load_fleet_for_teardown(common.fleet_file)
+    else:
+        fleet = load_fleet(common.fleet_file)
     if common.local and fleet.provider != LOCAL_PROVIDER:
         fleet = fleet.model_copy(update={"provider": LOCAL_PROVIDER})
     ctx = Context(fleet=fleet, output=common.output, console=make_console(original_stdout()),
                   err_console=make_console(original_stderr()))
+    if warning:
+        ctx.err_console.print(Text(f"warning: {warning}; tearing down anyway (down needs only the fleet's name, "
+                                   "provider and regions)", style="yellow"), highlight=False)
     command: Callable[[Context, Any], int] = _COMMANDS[type(options)]
     return command(ctx, options)
 
