@@ -68,8 +68,8 @@ def _common_options(parser: argparse.ArgumentParser, defaults: bool) -> None:
     parser.add_argument("--local", action="store_true", default=default(False),
                         help="use the local provider whatever the fleet file says")
     parser.add_argument("-o", "--output", choices=[f.value for f in OutputFormat], default=default("table"),
-                        help="table (default) or json on stdout (plan, status, configure, health, inventory, up, "
-                             "down); progress then goes to stderr")
+                        help="table (default) or json on stdout (plan, status, configure, health, inventory, exec, "
+                             "up, down, events); progress then goes to stderr")
 
 
 def build_parser() -> argparse.ArgumentParser:

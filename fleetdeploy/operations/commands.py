@@ -46,14 +46,16 @@ from fleetdeploy.operations.steps import (
     wait_for_nodes,
 )
 from fleetdeploy.output.capture import original_stderr, original_stdout
-from fleetdeploy.output.progress import ProgressBoard, make_console, styled
+from fleetdeploy.output.progress import ProgressBoard, make_console
 from fleetdeploy.output.render import show
 from fleetdeploy.output.results import (
     ClusterCount,
     ConfigureResult,
     DownResult,
+    ExecResult,
     InventoryResult,
     NodeInfo,
+    NodeOutput,
     PlannedCluster,
     PlanResult,
     StatusResult,
@@ -244,13 +246,10 @@ def cmd_exec(ctx: Context, options: ExecOptions) -> int:
     command = " ".join(options.command)  # like ssh: the words form one shell command line
     result = ansible_run(ctx, f"exec: {command}", names, module="ansible.builtin.shell", module_args=command,
                          limit=names, become=options.sudo)
-    for run in node_runs(result):
-        ctx.console.print(Text.assemble((run.node, "bold"), " ", styled("ok" if run.state.ok else "failed")))
-        for output in run.outputs:
-            ctx.console.print(Text(output), highlight=False)
-        if run.message:
-            ctx.console.print(Text(f"  {run.message}"), highlight=False)
-    return 0 if not result.failed_hosts else 1
+    ran = ExecResult(command, [NodeOutput(run.node, run.state.ok, run.outputs, run.message)
+                               for run in node_runs(result)])
+    show(ctx.console, ran, ctx.output)
+    return 0 if ran.ok else 1
 
 
 def cmd_inventory(ctx: Context, options: InventoryOptions) -> int:

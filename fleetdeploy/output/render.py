@@ -18,6 +18,7 @@ from fleetdeploy.output.progress import print_table, styled
 from fleetdeploy.output.results import (
     ConfigureResult,
     DownResult,
+    ExecResult,
     InventoryResult,
     PlanResult,
     RollingResult,
@@ -171,6 +172,15 @@ def _rolling(console: Console, result: RollingResult) -> None:
                         "cause (or the fleet file) and run configure --rolling again")
 
 
+def _exec(console: Console, result: ExecResult) -> None:
+    for node in result.nodes:
+        console.print(Text.assemble((node.node, "bold"), " ", styled("ok" if node.ok else "failed")))
+        for output in node.outputs:
+            console.print(Text(output), highlight=False)
+        if node.message:
+            console.print(Text(f"  {node.message}"), highlight=False)
+
+
 def _inventory(console: Console, result: InventoryResult) -> None:
     _plain(console, f"inventory: {result.path} ({result.nodes} nodes)")
 
@@ -183,5 +193,6 @@ _TABLES: dict[type, Any] = {
     PlanResult: _plan,
     RollingResult: _rolling,
     InventoryResult: _inventory,
+    ExecResult: _exec,
     DownResult: lambda console, result: _outcomes(console, result.clusters),
 }

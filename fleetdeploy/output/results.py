@@ -110,6 +110,24 @@ class PlanResult:
     fleet_price: str | None
 
 
+@dataclass(frozen=True)
+class NodeOutput:
+    node: str
+    ok: bool
+    outputs: list[str]  # what the command printed on that node
+    message: str = ""  # why it failed (or was unreachable)
+
+
+@dataclass
+class ExecResult:
+    command: str
+    nodes: list[NodeOutput]
+
+    @property
+    def ok(self) -> bool:
+        return all(n.ok for n in self.nodes)
+
+
 @dataclass
 class InventoryResult:
     path: str

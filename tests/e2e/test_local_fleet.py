@@ -144,9 +144,11 @@ def test_2b_operator_commands_reach_the_nodes(fleet: Fleet) -> None:
     assert logs.returncode == 0, logs.stderr
     assert "connected to orchestrator" in (logs.stdout + logs.stderr).lower()
 
-    exec_all = fleet.deploy("exec", "--sudo", "all", "cat", "/opt/sensor/config/node-identity.json")
-    assert exec_all.returncode == 0, exec_all.stdout
-    assert exec_all.stdout.count('"sensor_id"') == 3
+    _, exec_all = fleet.json("exec", "--sudo", "all", "cat", "/opt/sensor/config/node-identity.json")
+    assert exec_all["ok"] is True and len(exec_all["nodes"]) == 3, exec_all
+    identities = {row["node"]: json.loads(row["outputs"][0]) for row in exec_all["nodes"]}
+    assert sorted(identities) == sorted(fleet.host(i) for i in fleet.containers())
+    assert len({identity["sensor_id"] for identity in identities.values()}) == 3
 
     printed = fleet.deploy("inventory", "--print")
     assert printed.returncode == 0 and f"fleet_{fleet.name}" in yaml.safe_load(printed.stdout)["all"]["children"]
