@@ -22,7 +22,7 @@ import pytest
 
 from fleetdeploy.errors import InputError
 from fleetdeploy.fleet.model import Fleet
-from fleetdeploy.providers.base import ClusterOutcome, Outcome
+from fleetdeploy.providers.base import ClusterOutcome, Node, Outcome
 from fleetdeploy.providers.local.docker import DockerCli
 from fleetdeploy.providers.local.image import ensure_node_image
 from fleetdeploy.providers.local.provider import LocalProvider
@@ -316,9 +316,9 @@ def docker_out(*args: str) -> str:
     return subprocess.run(["docker", *args], capture_output=True, text=True, timeout=60, check=True).stdout
 
 
-def ssh(provider: LocalProvider, port: int, command: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
-    return subprocess.run(provider.ssh_argv(port, command), input=stdin, capture_output=True, text=True,
-                          timeout=120, check=False)
+def ssh(provider: LocalProvider, node: Node, command: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+    return subprocess.run(provider.ssh_argv(node.port, node.instance_id, command), input=stdin, capture_output=True,
+                          text=True, timeout=120, check=False)
 
 
 def fleet_containers(name: str) -> list[str]:
@@ -364,14 +364,14 @@ def test_local_fleet_lifecycle(local_fleet: tuple[LocalProvider, str]) -> None:
     for node in nodes:
         assert node.instance_id.startswith("lc-") and len(node.instance_id) == 13
         assert Path(node.key_file).is_absolute() and node.cluster == f"{name}-{node.region}"
-        checks = ssh(provider, node.port, "sudo -n true && hostname && sudo -n systemctl is-system-running; "
+        checks = ssh(provider, node, "sudo -n true && hostname && sudo -n systemctl is-system-running; "
                      "sudo -n docker info --format '{{.ServerVersion}}'")
         assert checks.returncode == 0, checks.stderr
         host, system_state, engine = checks.stdout.split()
         assert host == f"{name}-{node.instance_id}" and system_state in ("running", "degraded") and engine
         # The orchestrator is reachable by name from the fleet network and enforces exactly this token.
         for token, answer in ((TOKEN, "PONG"), ("wrong-token", "-ERR 'Authorization Violation'")):
-            probe = ssh(provider, node.port, f"python3 -c {PROBE_ARG} {orchestrator}", stdin=token + "\n")
+            probe = ssh(provider, node, f"python3 -c {PROBE_ARG} {orchestrator}", stdin=token + "\n")
             assert probe.stdout.strip() == answer, probe.stderr
 
     # The token is on no command line, in no env, in no container metadata on this machine.
@@ -393,7 +393,7 @@ def test_local_fleet_lifecycle(local_fleet: tuple[LocalProvider, str]) -> None:
     after = provider.nodes()
     assert len(after) == 2 and kept in after and lost not in after
     new = next(n for n in after if n.region == lost.region)
-    assert new.instance_id != lost.instance_id and ssh(provider, new.port, "sudo -n true").returncode == 0
+    assert new.instance_id != lost.instance_id and ssh(provider, new, "sudo -n true").returncode == 0
 
     # A stopped node counts as preempted too: it is removed (with its volume) and replaced.
     stopped = f"fleet-{name}-{kept.region}-{kept.instance_id}"

@@ -106,11 +106,14 @@ def fleet(tmp_path: Path) -> Fleet:
 
 
 def test_names_resolve_from_the_inventory_and_ask_the_provider_only_for_unknown_ones(
-    fleet: Fleet, tmp_path: Path
+    fleet: Fleet, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setenv("FLEETDEPLOY_STATE_DIR", str(tmp_path / "state"))
     provider = CountingProvider([_node("i-0aaa"), _node("i-0abb")])
     inventory = FleetInventory(fleet, lambda: provider, tmp_path / "inventory" / "f.yml")
     assert inventory.refresh() and provider.asked == 1 and inventory.path.stat().st_mode & 0o777 == 0o600
+    # Every host pins its key under its instance id in the fleet's own known_hosts (runs/ssh.py).
+    assert f"HostKeyAlias=i-0aaa -o UserKnownHostsFile={inventory.known_hosts}" in inventory.path.read_text()
 
     assert [n.instance_id for n in inventory.named(["f-i-0aaa", "i-0ab"])] == ["i-0aaa", "i-0abb"]
     assert provider.asked == 1  # answered from the inventory file
@@ -152,3 +155,14 @@ def test_every_builtin_provider_registers_itself_and_is_made_through_the_registr
     assert type(sky).__name__ == "SkyPilotProvider" and sky.orchestrator_api_url() is None
     with pytest.raises(ValueError, match="registered twice"):
         registry.register(registry.ProviderEntry("local", "x:y", "another local"))
+
+
+def test_known_hosts_keep_only_the_fleets_current_instances(tmp_path: Path) -> None:
+    from fleetdeploy.runs.ssh import prune_known_hosts
+
+    known = tmp_path / "known_hosts"
+    known.write_text("i-0aaa ssh-ed25519 AAAA1\ni-0bbb ssh-ed25519 AAAA2\n\ni-0ccc ssh-rsa AAAA3\n")
+    assert prune_known_hosts(known, {"i-0aaa", "i-0ccc"}) == 2  # i-0bbb and the blank line
+    assert known.read_text() == "i-0aaa ssh-ed25519 AAAA1\ni-0ccc ssh-rsa AAAA3\n"
+    assert known.stat().st_mode & 0o777 == 0o600
+    assert prune_known_hosts(tmp_path / "none", {"x"}) == 0

@@ -223,13 +223,14 @@ def cmd_health(ctx: Context, options: HealthOptions) -> int:
     return 0 if result.ok else 1
 
 
-def _node_ssh(node: Node, *command: str) -> list[str]:
-    return ssh_argv(node.key_file, node.host, node.port, *command, user=node.user)
+def _node_ssh(ctx: Context, node: Node, *command: str) -> list[str]:
+    return ssh_argv(node.key_file, node.host, node.port, *command, alias=node.instance_id,
+                    known_hosts=ctx.inventory.known_hosts, user=node.user)
 
 
 def cmd_ssh(ctx: Context, options: SshOptions) -> int:
     (node,) = ctx.inventory.named([options.node])
-    argv = _node_ssh(node, *options.command)
+    argv = _node_ssh(ctx, node, *options.command)
     sys.stdout.flush()
     os.execvp(argv[0], argv)
 
@@ -237,7 +238,7 @@ def cmd_ssh(ctx: Context, options: SshOptions) -> int:
 def cmd_logs(ctx: Context, options: LogsOptions) -> int:
     (node,) = ctx.inventory.named([options.node])
     remote = ["sudo", "docker", "logs", "--tail", str(options.tail), str(options.service)]
-    return subprocess.run(_node_ssh(node, *remote), check=False).returncode
+    return subprocess.run(_node_ssh(ctx, node, *remote), check=False).returncode
 
 
 def cmd_exec(ctx: Context, options: ExecOptions) -> int:

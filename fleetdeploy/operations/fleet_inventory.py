@@ -14,7 +14,7 @@ import yaml
 
 from fleetdeploy.errors import FleetError, InputError
 from fleetdeploy.fleet.model import Fleet
-from fleetdeploy.paths import REPO_ROOT
+from fleetdeploy.paths import REPO_ROOT, state_dir
 from fleetdeploy.providers.base import Node, Provider
 from fleetdeploy.runs.convergence import roles_digest
 from fleetdeploy.runs.inventory import (
@@ -23,6 +23,8 @@ from fleetdeploy.runs.inventory import (
     inventory_path,
     write_inventory,
 )
+from fleetdeploy.runs.runner import RunResult
+from fleetdeploy.runs.ssh import host_key_changed, known_hosts_file, prune_known_hosts, refused_message
 
 
 def nodes_in(inventory: Path) -> list[Node]:
@@ -56,10 +58,23 @@ class FleetInventory:
     def host(self, node: Node) -> str:
         return host_name(self.fleet, node)
 
+    @property
+    def known_hosts(self) -> Path:
+        """The fleet's pinned host keys, by instance id (runs/ssh.py)."""
+        return known_hosts_file(state_dir() / self.fleet.name)
+
     def write(self, nodes: list[Node]) -> None:
         inventory = build_inventory(self.fleet, nodes, self._provider().extra_inventory_vars(),
-                                    roles_digest=roles_digest(REPO_ROOT))
+                                    roles_digest=roles_digest(REPO_ROOT), known_hosts=self.known_hosts)
         write_inventory(self.path, inventory)
+        prune_known_hosts(self.known_hosts, {n.instance_id for n in nodes})  # keys of instances that are gone
+
+    def explain_refusals(self, result: RunResult) -> None:
+        """A node refused for a changed host key gets one line saying which, where, and how to accept it."""
+        ids = {self.host(n): n.instance_id for n in self.recorded()}
+        for name, host in result.hosts.items():
+            if host.unreachable and name in ids and host_key_changed(host.message):
+                host.message = refused_message(name, ids[name], self.known_hosts)
 
     def refresh(self) -> list[Node]:
         """Ask the provider for the nodes and write the inventory: a pure function of what it reports."""

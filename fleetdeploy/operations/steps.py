@@ -23,6 +23,7 @@ def ansible_run(ctx: Context, title: str, targets: list[str], **kwargs: object) 
     with RunLog.open(ctx.fleet.name, title) as log, ProgressBoard(ctx.progress_console, title, targets) as board:
         result = run_ansible(board, ctx.inventory.path, targets, run_log=log.path, **kwargs)  # type: ignore[arg-type]
     result.run_log = str(log.path)
+    ctx.inventory.explain_refusals(result)
     return result
 
 
@@ -41,6 +42,7 @@ def quiet_ansible_run(ctx: Context, title: str, targets: list[str], **kwargs: ob
     with RunLog.open(ctx.fleet.name, title, kind="observe") as log:
         result = run_ansible(_Silent(), ctx.inventory.path, targets, run_log=log.path, **kwargs)  # type: ignore[arg-type]
     result.run_log = str(log.path)
+    ctx.inventory.explain_refusals(result)
     return result
 
 

@@ -19,6 +19,7 @@ from fleetdeploy.fleet.orchestrator_spec import LOCAL
 from fleetdeploy.private_files import write_private
 from fleetdeploy.providers.base import Node
 from fleetdeploy.runs.convergence import config_digest
+from fleetdeploy.runs.ssh import ansible_ssh_args
 
 _UNSAFE = re.compile(r"[^a-z0-9-]+")
 # Variables only the controller-side plays read (health.yml): never part of a node's convergence digest.
@@ -65,8 +66,9 @@ def fleet_vars(fleet: Fleet) -> dict[str, Any]:
     return values
 
 
-def _host_vars(node: Node) -> dict[str, Any]:
-    return {
+def _host_vars(node: Node, known_hosts: Path | None) -> dict[str, Any]:
+    pinned = {"ansible_ssh_extra_args": ansible_ssh_args(node.instance_id, known_hosts)} if known_hosts else {}
+    return pinned | {
         "ansible_host": node.host,
         "ansible_port": node.port,
         "ansible_user": node.user,
@@ -91,7 +93,8 @@ def _digest(fleet: Fleet, variables: Mapping[str, Any], roles_digest: str) -> st
 
 
 def build_inventory(
-    fleet: Fleet, nodes: Iterable[Node], extra_vars: Mapping[str, Any] | None = None, roles_digest: str = ""
+    fleet: Fleet, nodes: Iterable[Node], extra_vars: Mapping[str, Any] | None = None, roles_digest: str = "",
+    known_hosts: Path | None = None,
 ) -> dict[str, Any]:
     """The inventory dict: group `fleet_<id>` with fleet vars (+ extra_vars, then the fleet file's role_vars, which
     win), one child group per region, and `fleet_config_digest` (what site.yml stamps on a converged node).
@@ -106,7 +109,7 @@ def build_inventory(
         hosts = regions.setdefault(node.region, {})
         if any(name in other for other in regions.values()):
             raise FleetError(f"two nodes map to the same inventory host name {name}")
-        hosts[name] = _host_vars(node)
+        hosts[name] = _host_vars(node, known_hosts)
     children = {
         f"{fleet_id}_{group_id(region)}": {"hosts": dict(sorted(hosts.items()))}
         for region, hosts in sorted(regions.items())

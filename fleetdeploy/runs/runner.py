@@ -215,6 +215,8 @@ def _environment() -> dict[str, str]:
         "ANSIBLE_CONFIG": os.environ.get("FLEETDEPLOY_ANSIBLE_CONFIG") or str(ANSIBLE_CFG),
         "ANSIBLE_ROLES_PATH": str(ROLES_DIR),
         "ANSIBLE_NOCOLOR": "1",
+        # ansible-runner turns host key checking off unless told otherwise; the inventory pins keys per instance.
+        "ANSIBLE_HOST_KEY_CHECKING": "True",
         # ansible-runner starts ansible-playbook by name: it must be the one beside this interpreter.
         "PATH": bin_dir + os.pathsep + os.environ.get("PATH", ""),
     }

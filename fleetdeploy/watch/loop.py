@@ -198,7 +198,8 @@ class Supervisor:
             return f"{seen}; nothing to do", self._well(observation.provider_error) and not decision.notes
         acted = act(ctx, decision, nodes, spec, self.state, now, self.random.random(), self.say)
         self._publish(acted, time.time())
-        did = f"healed {len(decision.heal)} region(s), configured what needed it"
+        did = "; ".join([*([f"heal {', '.join(h.region for h in decision.heal)}"] if decision.heal else []),
+                         *([f"configure {', '.join(sorted(decision.configure))}"] if decision.configure else [])])
         if any(a.kind in FAILED_ALERTS for a in acted) or not self.options.once:
             return f"{seen}; {did}", not any(a.kind in FAILED_ALERTS for a in acted) and self._well("")
         # --once answers for the fleet after acting: look again (changing nothing) before saying all is well.

@@ -185,6 +185,33 @@ def test_5f_s3_keys_rotate_batch_by_batch_and_no_node_keeps_the_old_ones(fleet: 
         assert mode == ["600", "root"]
 
 
+def test_5g_a_node_whose_host_key_changed_is_refused_alone_until_its_key_is_forgotten(fleet: Fleet) -> None:
+    known_hosts = Path(fleet.env["FLEETDEPLOY_STATE_DIR"]) / fleet.name / "known_hosts"
+    nodes = fleet.containers()
+    # Pinned per instance id, and only the fleet's current instances (replaced ones were pruned).
+    assert sorted(line.split()[0] for line in known_hosts.read_text().splitlines()) == sorted(nodes)
+    changed_id, container = sorted(nodes.items())[0]
+    # Someone else answers for this instance now: a new host key (and the open sessions end).
+    docker_out("exec", container, "sh", "-c", "rm -f /etc/ssh/ssh_host_* && ssh-keygen -q -t ed25519 -N '' "
+               "-f /etc/ssh/ssh_host_ed25519_key && systemctl restart ssh && (pkill -f 'sshd-session: ubuntu' || true)")
+    _, health = fleet.json("health", expect=1)
+    rows = by_key(health["nodes"], "node")
+    refused = rows[fleet.host(changed_id)]
+    assert refused["health"] == "unreachable", refused
+    (message,) = refused["failing"]
+    assert message.startswith(f"{fleet.host(changed_id)}: host key changed for instance {changed_id}, so the "
+                              f"connection was refused (known hosts: {known_hosts})"), message
+    assert all(r["health"] == "healthy" for name, r in rows.items() if name != fleet.host(changed_id)), rows
+    ssh = fleet.deploy("ssh", changed_id, "true")
+    assert ssh.returncode != 0 and "Host key verification failed" in ssh.stderr
+
+    forget = message.split("forget the old key: ", 1)[1]
+    assert forget == f"ssh-keygen -R {changed_id} -f {known_hosts}"
+    subprocess.run(forget.split(), check=True, capture_output=True)
+    _, health = fleet.json("health")
+    assert all(r["health"] == "healthy" for r in health["nodes"]), health["nodes"]
+
+
 def test_6_token_appears_only_in_the_nodes_config(fleet: Fleet) -> None:
     for output in fleet.outputs:
         for secret in fleet.secrets:

@@ -39,7 +39,7 @@ from fleetdeploy.providers.base import (
 from fleetdeploy.providers.local.docker import DockerCli, DockerError
 from fleetdeploy.providers.local.image import ensure_node_image, ensure_service_images
 from fleetdeploy.providers.local.orchestrator import LocalOrchestrator
-from fleetdeploy.runs.ssh import NODE_USER, ssh_argv
+from fleetdeploy.runs.ssh import NODE_USER, known_hosts_file, ssh_argv
 
 if TYPE_CHECKING:
     from fleetdeploy.fleet.model import Fleet
@@ -341,7 +341,7 @@ class LocalProvider:
             say(f"{instance_id}: booting, installing the {NODE_USER} key")
             docker.exec_script(name, BOOTSTRAP_SCRIPT, stdin=public_key + "\n", timeout=180, args=[NODE_USER])
             say(f"{instance_id}: waiting for sshd on 127.0.0.1:{port}")
-            self._wait_ssh(port)
+            self._wait_ssh(port, instance_id)
         except (DockerError, NodeCreateError, subprocess.SubprocessError) as exc:
             # A half-made node must not linger: it would be counted as running by the next `up`.
             with suppress(DockerError):
@@ -349,13 +349,15 @@ class LocalProvider:
             raise NodeCreateError(str(exc)) from exc
         return instance_id
 
-    def ssh_argv(self, port: int, *command: str) -> list[str]:
-        return ssh_argv(str(self.key_file), "127.0.0.1", port, *command, batch=True)
+    def ssh_argv(self, port: int, instance_id: str, *command: str) -> list[str]:
+        """Batch ssh to a node; its host key is pinned under its instance id at its first boot (trust on first use)."""
+        return ssh_argv(str(self.key_file), "127.0.0.1", port, *command, alias=instance_id,
+                        known_hosts=known_hosts_file(self.fleet_dir), batch=True)
 
-    def _wait_ssh(self, port: int) -> None:
+    def _wait_ssh(self, port: int, instance_id: str) -> None:
         last = ""
         for _ in range(SSH_READY_TRIES):
-            proc = subprocess.run(self.ssh_argv(port, "true"), capture_output=True, text=True, timeout=30,
+            proc = subprocess.run(self.ssh_argv(port, instance_id, "true"), capture_output=True, text=True, timeout=30,
                                   check=False, stdin=subprocess.DEVNULL)
             if proc.returncode == 0:
                 return
