@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds the project's local images and the test doubles' archives WITHOUT pulling from any registry
-# (DESIGN.md §6: no registry is reachable here). Root filesystems come from debootstrap + `docker import`;
+# (facts.md: Docker: no registry is reachable here). Root filesystems come from debootstrap + `docker import`;
 # derived images use `docker build` FROM those local images with --pull=false.
 #
 # Usage: scripts/build-images.sh [--rebuild] [--rebootstrap] [--node-only]

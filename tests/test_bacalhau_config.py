@@ -1,6 +1,6 @@
 """The bacalhau role's config.yaml, rendered by Ansible from the role's own defaults, vars and template.
 
-Bacalhau silently ignores unknown keys (DESIGN.md §3), so the generated keys are checked against its real key set.
+Bacalhau silently ignores unknown keys (facts.md: Bacalhau node), so the generated keys are checked against its real key set.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ REPO = Path(__file__).resolve().parent.parent
 ROLE = REPO / "roles" / "bacalhau"
 BIN = Path(sys.executable).parent
 
-# DESIGN.md §3: Bacalhau's v1.5+ top-level keys (unchanged through v1.9.3).
+# facts.md: Bacalhau node: Bacalhau's v1.5+ top-level keys (unchanged through v1.9.3).
 TOP_LEVEL_KEYS = {
     "API", "NameProvider", "DataDir", "StrictVersionMatch", "Orchestrator", "Compute", "Labels", "WebUI",
     "InputSources", "Publishers", "Engines", "ResultDownloaders", "JobDefaults", "JobAdmissionControl", "Logging",
@@ -172,7 +172,7 @@ def test_labels(rendered: tuple[Rendered, str]) -> None:
         assert all(isinstance(v, str) for v in cfg["Labels"].values())
 
 
-# DESIGN.md §3: v1.6.5 has both keys and rejects networked jobs when `RejectNetworkedJobs || !AcceptNetworkedJobs`,
+# facts.md: Bacalhau node: v1.6.5 has both keys and rejects networked jobs when `RejectNetworkedJobs || !AcceptNetworkedJobs`,
 # so up to and including v1.6.5 AcceptNetworkedJobs is written; from v1.7.0 only RejectNetworkedJobs exists.
 @pytest.mark.parametrize(("variant", "expected"), [
     ("v164", {"AcceptNetworkedJobs": True}),

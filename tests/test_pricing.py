@@ -1,7 +1,7 @@
 """Prices come from a catalog file in SkyPilot's own format; without one they are unknown, with no download.
 
 Everything that imports sky runs in a subprocess with a throw-away HOME, no AWS credentials and a socket guard
-that refuses any address but the loopback one (DESIGN.md §2b).
+that refuses any address but the loopback one (facts.md: SkyPilot offline).
 """
 
 from __future__ import annotations

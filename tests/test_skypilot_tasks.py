@@ -1,7 +1,7 @@
 """SkyPilot task files and rendered tasks load with the real sky.Task.from_yaml and carry no secret, no port.
 
 Stops at the SDK boundary: from_yaml works offline, anything touching the instance catalog does not
-(DESIGN.md §2) - so never repr() a Task here (its repr reads the catalog).
+(facts.md: SkyPilot) - so never repr() a Task here (its repr reads the catalog).
 """
 
 from __future__ import annotations

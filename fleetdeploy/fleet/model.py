@@ -26,8 +26,8 @@ from fleetdeploy.fleet.watch_spec import WatchSpec
 from fleetdeploy.providers.registry import entries as provider_entries
 
 DEFAULT_BACALHAU_VERSION = "v1.9.3"
-# DESIGN.md §3: the v1.5 config schema starts at v1.5.0, but v1.5.0 and v1.5.1 serve the unredacted config (token
-# included) on their unauthenticated local API; -dind images exist from v1.6.3.
+# facts.md: Bacalhau node: the v1.5 config schema starts at v1.5.0, but v1.5.0 and v1.5.1 serve the unredacted
+# config (token included) on their unauthenticated local API; -dind images exist from v1.6.3.
 MIN_BACALHAU_VERSION = (1, 5, 2)
 TOKEN_LEAKING_BACALHAU_VERSIONS = frozenset({(1, 5, 0), (1, 5, 1)})
 MIN_BACALHAU_DIND_VERSION = (1, 6, 3)
@@ -39,7 +39,7 @@ RESERVED_LABEL_KEYS = frozenset({"fleet", "region", "zone", "instance-id", "spot
 _NAME = re.compile(r"[a-z]([a-z0-9-]{0,38}[a-z0-9])?")
 _VERSION = re.compile(r"v(\d+)\.(\d+)\.(\d+)")
 _TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
-# DESIGN.md §4: the sensor-log-generator's release workflow pushes :vX.Y.Z, :X.Y.Z, :vX.Y, :vX (and :latest).
+# facts.md: Sensor: the sensor-log-generator's release workflow pushes :vX.Y.Z, :X.Y.Z, :vX.Y, :vX (and :latest).
 _SENSOR_RELEASE_TAG = re.compile(r"v\d+(\.\d+){0,2}|\d+\.\d+\.\d+")
 _COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
 _IMAGE = re.compile(
@@ -277,7 +277,7 @@ class Fleet(FleetIdentity):
 
     @model_validator(mode="after")
     def _role_var_rules(self) -> Fleet:
-        # role_vars is the only way to choose dind; its image exists only from v1.6.3 (DESIGN.md §3).
+        # role_vars is the only way to choose dind; its image exists only from v1.6.3 (facts.md: Bacalhau node).
         if self.role_vars.get("bacalhau_docker_mode") == "dind" and (
             self.bacalhau.version_tuple < MIN_BACALHAU_DIND_VERSION
         ):

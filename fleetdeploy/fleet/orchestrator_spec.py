@@ -1,5 +1,5 @@
 """The fleet file's `orchestrator:` section: the NATS endpoint nodes join, its token, and the optional API the
-controller reads the orchestrator's own view of the nodes from (DESIGN.md §3b).
+controller reads the orchestrator's own view of the nodes from (facts.md: Bacalhau API).
 
 Messages never repeat a value: a user may have pasted a token into the wrong key.
 """

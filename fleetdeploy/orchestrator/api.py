@@ -1,4 +1,4 @@
-"""The orchestrator's view of the fleet: Bacalhau's `GET /api/v1/orchestrator/nodes` (DESIGN.md §3b).
+"""The orchestrator's view of the fleet: Bacalhau's `GET /api/v1/orchestrator/nodes` (facts.md: Bacalhau API).
 
 Only the orchestrator knows whether a compute node joined: the node itself exposes no connection state. A node
 is *ready* when the orchestrator lists it as a Compute node that is CONNECTED and APPROVED. Reading the API never

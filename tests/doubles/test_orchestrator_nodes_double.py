@@ -1,4 +1,4 @@
-"""The orchestrator double's GET /api/v1/orchestrator/nodes against Bacalhau v1.9.3's behaviour (DESIGN.md §3b).
+"""The orchestrator double's GET /api/v1/orchestrator/nodes against Bacalhau v1.9.3's behaviour (facts.md: Bacalhau API).
 
 Every answer comes from real processes: compute doubles that authenticate to the orchestrator's nats-server,
 handshake and heartbeat. Loopback only.

@@ -1,6 +1,6 @@
 """Runs inside SkyPilot's world (the test's throw-away HOME and API-server port), as a script, never imported.
 
-    python sky_side.py seed '<json>'       write cluster records with SkyPilot's own state code (DESIGN.md §2b)
+    python sky_side.py seed '<json>'       write cluster records with SkyPilot's own state code (facts.md: SkyPilot offline)
     python sky_side.py records '<json>'    sky.get(sky.status(names, _include_credentials=True)), summarised
     python sky_side.py requests            the API server's request list: what the CLI asked SkyPilot to do
 

@@ -1,4 +1,4 @@
-"""The world of the suite against the real SkyPilot 0.14.1 SDK and its local API server (DESIGN.md §2b).
+"""The world of the suite against the real SkyPilot 0.14.1 SDK and its local API server (facts.md: SkyPilot offline).
 
 Per test module, one `SkyWorld`:
 - REAL: SkyPilot's API server (started by the CLI's first SDK call, in a throw-away HOME on its own port), its

@@ -56,7 +56,7 @@ class LocalOrchestrator:
         api: dict[str, Any] = {"Host": "0.0.0.0", "Port": 1234}
         key_file = self.fleet.orchestrator.api_token_file
         if key_file is not None:
-            # With Users configured, Bacalhau's API wants `Authorization: Bearer <APIKey>` (DESIGN.md §3b).
+            # With Users configured, Bacalhau's API wants `Authorization: Bearer <APIKey>` (facts.md: Bacalhau API).
             key = read_token(Path(key_file), "orchestrator API key")
             api["Auth"] = {"Users": [{"Alias": API_USER_ALIAS, "APIKey": key,
                                       "Capabilities": [{"Actions": ["read:node"]}]}]}

@@ -51,7 +51,7 @@ LABEL_CLUSTER = "fleetdeploy.cluster"
 LABEL_INSTANCE = "fleetdeploy.instance-id"
 SSH_PORT = "22/tcp"
 
-# The host here lacks CAP_SYS_RESOURCE, so --privileged fails: grant every other capability instead (DESIGN.md §6).
+# The host here lacks CAP_SYS_RESOURCE, so --privileged fails: grant every other capability instead (facts.md: Docker).
 NODE_CAPABILITIES = (
     "AUDIT_CONTROL", "AUDIT_READ", "AUDIT_WRITE", "BLOCK_SUSPEND", "CHOWN", "DAC_OVERRIDE", "DAC_READ_SEARCH",
     "FOWNER", "FSETID", "IPC_LOCK", "IPC_OWNER", "KILL", "LEASE", "LINUX_IMMUTABLE", "MAC_ADMIN", "MAC_OVERRIDE",
@@ -121,7 +121,7 @@ class LocalProvider:
 
     def extra_inventory_vars(self) -> dict[str, object]:
         extra: dict[str, object] = {
-            # dockerd 26 in a node container can't start nested containers without it (DESIGN.md §6).
+            # dockerd 26 in a node container can't start nested containers without it (facts.md: Docker).
             "docker_daemon_environment": {"DOCKER_ALLOW_IPV6_ON_IPV4_INTERFACE": "1"},
             # There is no EC2 metadata service here, and tests must never send traffic to 169.254.169.254.
             "sensor_identity_imds_enabled": False,

@@ -1,7 +1,7 @@
 """SkyPilot provider: one cluster per fleet region, launched/healed/removed through the SkyPilot SDK.
 
 `sky` is imported only by `load_sky`, called from the methods that talk to SkyPilot: importing it costs
-seconds and starts nothing useful for `plan`, `--help` or config validation (DESIGN.md §2).
+seconds and starts nothing useful for `plan`, `--help` or config validation (facts.md: SkyPilot).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Loads and checks a Bacalhau v1.5+ config the way the double needs: stricter than the real node.
 
-The real node silently ignores unknown keys (DESIGN.md §3), which hides generator mistakes; the double rejects
+The real node silently ignores unknown keys (facts.md: Bacalhau node), which hides generator mistakes; the double rejects
 them so tests catch those mistakes. Error messages name keys, never values: values may be tokens.
 """
 

@@ -1,4 +1,4 @@
-"""The simulator's config keys that matter to a deployment (DESIGN.md §4); other keys are ignored, like upstream."""
+"""The simulator's config keys that matter to a deployment (facts.md: Sensor); other keys are ignored, like upstream."""
 
 from __future__ import annotations
 

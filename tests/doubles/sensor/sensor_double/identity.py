@@ -1,4 +1,4 @@
-"""Identity JSON checks, following the simulator's pydantic model and its extra checks (DESIGN.md §4).
+"""Identity JSON checks, following the simulator's pydantic model and its extra checks (facts.md: Sensor).
 
 Stricter than upstream in two places, on purpose (tests must catch generator mistakes): `sensor_id` is required
 (upstream invents a random one at every start) and an unknown timezone is an error (upstream silently uses UTC).

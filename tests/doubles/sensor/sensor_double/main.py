@@ -1,6 +1,6 @@
 """Entry point: CONFIG_FILE + IDENTITY_FILE -> readings in SQLite for run_time_seconds, then exit 0.
 
-Every fatal error is logged and the process exits 0, like the real simulator (DESIGN.md §4): a restart policy of
+Every fatal error is logged and the process exits 0, like the real simulator (facts.md: Sensor): a restart policy of
 `on-failure` never fires, and deployments must read the log, not the exit status.
 """
 

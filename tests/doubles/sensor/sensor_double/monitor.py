@@ -1,4 +1,4 @@
-"""The simulator's HTTP monitor, quirks included: /healthz is always 503 (DESIGN.md §4), /statusz is 200."""
+"""The simulator's HTTP monitor, quirks included: /healthz is always 503 (facts.md: Sensor), /statusz is 200."""
 
 from __future__ import annotations
 
