@@ -3,8 +3,8 @@
 A task may only override the keys in `sky.skylet.constants.OVERRIDEABLE_CONFIG_KEYS_IN_TASK`, and `aws.*` is not
 among them: `sky.launch` rejects such a task (facts.md: SkyPilot). A project config is the supported place.
 SkyPilot reads one project config per client (`$SKYPILOT_PROJECT_CONFIG`, else `./.sky.yaml`), at import time,
-and sends it with every request. Pointing the variable at our file would hide the user's own project config, so the file we point at
-holds the user's settings with ours laid over them. Pure file work: no `sky` import here.
+and sends it with every request. Pointing the variable at our file would hide the user's own project config, so
+the file we point at holds the user's settings with ours laid over them. Pure file work: no `sky` import here.
 """
 
 from __future__ import annotations
