@@ -83,10 +83,12 @@ def _timeline(state: WatchState, now: float) -> str:
         return '<p class="empty">No samples yet.</p>'
     width, height, pad = 900, 240, 36
     top = max(1, max(max(v[0], v[1]) for s in samples for v in s.regions.values()))
-    start = now - HISTORY_SECONDS
+    # The last day, or since the first sample when the watcher has run for less than that.
+    start = max(now - HISTORY_SECONDS, samples[0].at)
+    span = max(now - start, 60.0)
 
     def x(at: float) -> float:
-        return pad + (at - start) / HISTORY_SECONDS * (width - 2 * pad)
+        return pad + (at - start) / span * (width - 2 * pad)
 
     def y(count: int) -> float:
         return height - pad - count / top * (height - 2 * pad)
@@ -136,7 +138,7 @@ def render(fleet: str, provider: str, state: WatchState, events: Iterable[Event]
 {_regions(state)}
 <h2>Nodes</h2>
 {_nodes(state)}
-<h2>Last day: nodes up and wanted</h2>
+<h2>Nodes up and wanted (the last day at most)</h2>
 {_timeline(state, now)}
 <h2>Last heal and drift events</h2>
 {_events(events)}
