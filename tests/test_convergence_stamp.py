@@ -161,3 +161,28 @@ def test_every_file_a_role_writes_is_in_its_manifest(role: str) -> None:
     # And each role reports it: the last task sets <role>_managed from the declaration.
     main = yaml.safe_load((REPO / "roles" / role / "tasks" / "main.yml").read_text())
     assert main[-1]["ansible.builtin.set_fact"] == {f"{role}_managed": f"{{{{ __{role}_managed }}}}"}
+
+
+def test_a_retagged_image_is_drift_though_the_container_did_not_change(tmp_path: Path) -> None:
+    """The container still runs the image ID it was created from; its image name now means another image."""
+    if subprocess.run(["docker", "info"], capture_output=True).returncode != 0:
+        pytest.fail("a Docker engine is needed (scripts/setup.sh starts one)")
+    import uuid
+
+    tag = f"localhost/stamp-retag:{uuid.uuid4().hex[:8]}"
+    name = f"stamp-retag-{uuid.uuid4().hex[:8]}"
+    subprocess.run(["docker", "tag", "localhost/fleet-node-base:trixie", tag], check=True, capture_output=True)
+    try:
+        subprocess.run(["docker", "create", "--name", name, tag, "true"], check=True, capture_output=True)
+        node = {"stamp": str(tmp_path / "converged.json"), "roles": {"app": {"containers": [name]}}}
+        _run({"path": node["stamp"], "digest": "d1", "mode": "record", "roles": node["roles"]})
+        args = {"path": node["stamp"], "digest": "d1", "roles": ["app"], "base_roles": []}
+        assert _run(args)["converged"] is True
+        subprocess.run(["docker", "tag", "localhost/fleet-node:trixie", tag], check=True, capture_output=True)
+        for fast in (True, False):
+            result = _run(args, fast=fast)
+            assert result["converged"] is False, result
+            assert result["drift"] == [f"container {name}: its image name now points at another image (retagged)"]
+    finally:
+        subprocess.run(["docker", "rm", "-f", name], capture_output=True)
+        subprocess.run(["docker", "rmi", tag], capture_output=True)

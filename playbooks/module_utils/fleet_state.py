@@ -115,16 +115,31 @@ def _containers(names: List[str]) -> Dict[str, Any]:
         return {name: {"status": "docker unavailable"} for name in names}
     if rc != 0 and not found and "No such" not in err:
         return {name: {"status": "docker unavailable"} for name in names}
+    tags = _tag_images(sorted({(item.get("Config") or {}).get("Image", "") for item in found.values()} - {""}))
     states: Dict[str, Any] = {}
     for name in names:
         item = found.get(name)
         if item is None:
             states[name] = {"status": "absent"}
             continue
-        labels = (item.get("Config") or {}).get("Labels") or {}
+        config = item.get("Config") or {}
+        labels = config.get("Labels") or {}
         states[name] = {"status": (item.get("State") or {}).get("Status", "unknown"), "image": item.get("Image", ""),
-                        "config_hash": labels.get("com.docker.compose.config-hash", "")}
+                        "config_hash": labels.get("com.docker.compose.config-hash", ""),
+                        # What the container's image name means on the node now: a retag shows here, while the
+                        # container still runs the image ID it was created from.
+                        "tag_image": tags.get(config.get("Image", ""), "")}
     return states
+
+
+def _tag_images(images: List[str]) -> Dict[str, str]:
+    """image name -> the image ID it names now (one docker call for all of them)."""
+    if not images:
+        return {}
+    rc, out, err = _run(["docker", "image", "inspect", "--format", "{{.Id}}", "--", *images])
+    ids = out.split()
+    # Answers come in the order asked; with one missing, the order no longer says which is which.
+    return dict(zip(images, ids)) if rc == 0 and len(ids) == len(images) else {}
 
 
 def _key(kind: str, name: str) -> str:
@@ -177,6 +192,8 @@ def describe(key: str, recorded: Any, current: Any) -> str:
             return f"{key}: {current.get('status')} (was {recorded.get('status')})"
         if current.get("image") != recorded.get("image"):
             return f"{key}: runs another image"
+        if current.get("tag_image") != recorded.get("tag_image"):
+            return f"{key}: its image name now points at another image (retagged)"
         return f"{key}: recreated from another compose configuration"
     return f"{key}: changed"
 

@@ -60,6 +60,9 @@ aws_credentials:
   file: aws-credentials
 labels:
   team: e2e
+role_vars:
+  # The readings check samples twice this far apart: 3 s (not 10) keeps every health run and watcher tick short.
+  health_check_readings_interval_seconds: 3
 """
     )
     # A temp dir of its own: what the CLI leaves behind there is this fleet's, whatever else runs on the machine.

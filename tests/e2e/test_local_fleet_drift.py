@@ -4,7 +4,9 @@ The fast path (a converged node ends after one task) is only honest if it misses
 thing the roles manage on one node: every file they write (content, mode, or removed), each service container
 stopped, removed or running another image, a removed package. `configure --check` must then name exactly that
 node, with exactly that thing, and `configure` must fix it. Cases on different nodes are independent (each node is
-checked against its own stamp), so each round drifts one thing on each of up to three nodes at once.
+checked against its own stamp), so each round drifts one thing on each of up to three nodes at once. Also the
+drift compose alone cannot undo: a paused container, a container of the service's name that compose does not own,
+an image name retagged to another image.
 """
 
 from __future__ import annotations
@@ -63,9 +65,20 @@ def _container_cases(service: str) -> list[Case]:
               f"-f {COMPOSE_DIR[service]}/compose.yaml -f /tmp/drift-override.yaml up -d --no-build --pull never "
               f">/dev/null 2>&1 && rm /tmp/drift-override.yaml")
     expected = frozenset({f"container {service}"})
-    return [Case(f"{service} container stopped", f"docker stop {service} >/dev/null", expected),
-            Case(f"{service} container removed", f"docker rm -f {service} >/dev/null", expected),
-            Case(f"{service} container runs another image", switch, expected)]
+    image = {"bacalhau": "localhost/bacalhau-double:test", "sensor": "localhost/sensor-double:test"}[service]
+    # Someone's own container under the service's name: compose does not own it, so it blocked every run.
+    foreign = (f"docker rm -f {service} >/dev/null && docker run -d --name {service} --entrypoint sleep {image} "
+               "infinity >/dev/null")
+    cases = [Case(f"{service} container stopped", f"docker stop {service} >/dev/null", expected),
+             Case(f"{service} container removed", f"docker rm -f {service} >/dev/null", expected),
+             Case(f"{service} container runs another image", switch, expected),
+             Case(f"{service} container paused", f"docker pause {service} >/dev/null", expected),
+             Case(f"{service} name taken by a container compose does not own", foreign, expected)]
+    if service == "sensor":
+        # The image name now means another image (same content, a label more); the container still runs the old.
+        retag = (f"printf 'FROM {image}\\nLABEL drift=retagged\\n' | docker build -q -t {image} - >/dev/null 2>&1")
+        cases.append(Case("sensor image retagged", retag, expected))
+    return cases
 
 
 def _cases() -> list[Case]:

@@ -25,7 +25,7 @@ from tests.webhook_receiver import WebhookReceiver
 
 pytestmark = pytest.mark.e2e
 
-INTERVAL_S = 5
+INTERVAL_S = 3
 
 
 def _free_port() -> int:
@@ -167,9 +167,9 @@ def test_w3_a_stopped_orchestrator_is_one_alert_and_no_action_then_recovered(fle
     docker_out("stop", orchestrator)
     try:
         watching.hook.wait_for("orchestrator_unreadable", "orchestrator", timeout=120)
-        # Three more ticks: the nodes lose their orchestrator, and still nothing is configured or launched.
+        # More ticks: the nodes lose their orchestrator, and still nothing is configured or launched.
         held = "holding (nothing is configured or launched)"
-        _wait(lambda: watching.output()[mark:].count(held) >= 4, 240, "four held ticks", every=1)
+        _wait(lambda: watching.output()[mark:].count(held) >= 3, 240, "three held ticks", every=1)
         assert _kinds(watching.hook, sent) == [("orchestrator_unreadable", "orchestrator")]
         assert fleet.containers() == containers
         assert "configuring" not in watching.output()[mark:] and "healing" not in watching.output()[mark:]
