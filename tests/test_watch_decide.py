@@ -215,3 +215,24 @@ def test_a_spot_interruption_notice_is_alerted_once() -> None:
     assert kinds(decision.alerts) == [("interruption_notice", "a")]
     decision, _ = decide(obs(warned, at=T0 + 5), SPEC, state, 0.5)
     assert decision.alerts == []
+
+
+def test_status_shows_a_notice_only_from_a_recent_tick(tmp_path: object, monkeypatch: pytest.MonkeyPatch) -> None:
+    import time
+    from pathlib import Path
+    from types import SimpleNamespace
+
+    from fleetdeploy.operations.commands import NOTICE_FRESH_S, _recent_notices
+
+    state_root = Path(str(tmp_path))
+    monkeypatch.setenv("FLEETDEPLOY_STATE_DIR", str(state_root))
+    warned = replace(node("a"), interruption="terminate at 2026-12-06T10:02:00Z")
+    _, state = decide(obs(warned, node("b"), at=time.time()), SPEC, WatchState(), 0.5)
+    assert [n.interruption for n in state.nodes] == ["terminate at 2026-12-06T10:02:00Z", ""]
+    ctx = SimpleNamespace(fleet=SimpleNamespace(name="f"))
+    state.last_good_tick = time.time()
+    save_state(state_root / "f" / "watch-state.json", state)
+    assert _recent_notices(ctx) == {"a": "terminate at 2026-12-06T10:02:00Z"}  # type: ignore[arg-type]
+    state.last_good_tick = time.time() - NOTICE_FRESH_S - 1
+    save_state(state_root / "f" / "watch-state.json", state)
+    assert _recent_notices(ctx) == {}  # type: ignore[arg-type]

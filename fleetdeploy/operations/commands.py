@@ -176,12 +176,27 @@ def cmd_status(ctx: Context, _options: StatusOptions) -> int:
     ]
     api = ctx.orchestrator_api()
     answer = api.read() if api is not None else None
+    notices = _recent_notices(ctx)
     infos = [NodeInfo(node=ctx.host(n), instance_id=n.instance_id, cluster=n.cluster, region=n.region, zone=n.zone,
                       address=f"{n.host}:{n.port}", market="spot" if n.spot else "on-demand",
-                      orchestrator=answer.view(ctx.host(n)) if answer else None) for n in nodes]
+                      orchestrator=answer.view(ctx.host(n)) if answer else None,
+                      interruption=notices.get(ctx.host(n), "")) for n in nodes]
     result = StatusResult(ctx.fleet.name, clusters, infos, fleet_price, answer.error if answer else "")
     show(ctx.console, result, ctx.output)
     return 0 if result.ok else 1
+
+
+# status asks no node anything: a spot notice comes from the watcher's last tick, when that is this recent.
+NOTICE_FRESH_S = 600
+
+
+def _recent_notices(ctx: Context) -> dict[str, str]:
+    from fleetdeploy.watch.state import load_state
+
+    state, _ = load_state(state_dir() / ctx.fleet.name / "watch-state.json")
+    if time.time() - state.last_good_tick > NOTICE_FRESH_S:
+        return {}
+    return {n.node: n.interruption for n in state.nodes if n.interruption}
 
 
 def cmd_configure(ctx: Context, options: ConfigureOptions) -> int:

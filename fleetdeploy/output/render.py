@@ -132,6 +132,9 @@ def _status(console: Console, result: StatusResult) -> None:
                                    *(ORCHESTRATOR_COLUMNS if with_orchestrator else ())), rows)
     if result.orchestrator_note:
         _plain(console, result.orchestrator_note)
+    for node in (n for n in result.nodes if n.interruption):
+        console.print(Text(f"spot interruption notice on {node.node}: {node.interruption} (the watcher's last tick)",
+                           style="bold yellow"), highlight=False)
 
 
 def _plan(console: Console, result: PlanResult) -> None:

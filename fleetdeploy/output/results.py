@@ -63,6 +63,8 @@ class NodeInfo:
     address: str
     market: str
     orchestrator: OrchestratorView | None = None
+    # A spot interruption notice the node reported to the watcher's last tick ("" when none, or no recent tick).
+    interruption: str = ""
 
 
 @dataclass(frozen=True)

@@ -212,7 +212,7 @@ def _snapshot(obs: Observation) -> list[NodeSnapshot]:
         images = health.images if health is not None else {}
         found.append(NodeSnapshot(node.node, node.region, str(health.health) if health else "not checked",
                                   list(health.failing) if health else [], orchestrator,
-                                  images.get("bacalhau", ""), images.get("sensor", "")))
+                                  images.get("bacalhau", ""), images.get("sensor", ""), node.interruption))
     return found
 
 

@@ -45,6 +45,7 @@ class NodeSnapshot:
     orchestrator: str = "-"  # "CONNECTED APPROVED", "DISCONNECTED APPROVED", "not listed", "-" (no API)
     bacalhau: str = ""
     sensor: str = ""
+    interruption: str = ""  # a spot interruption notice ("" when none)
 
 
 @dataclass
