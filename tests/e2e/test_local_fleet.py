@@ -144,7 +144,10 @@ def test_2b_operator_commands_reach_the_nodes(fleet: Fleet) -> None:
     assert logs.returncode == 0, logs.stderr
     assert "connected to orchestrator" in (logs.stdout + logs.stderr).lower()
 
-    _, exec_all = fleet.json("exec", "--sudo", "all", "cat", "/opt/sensor/config/node-identity.json")
+    # -o before the command: everything after exec's target is the remote command line.
+    ran = fleet.deploy("-o", "json", "exec", "--sudo", "all", "cat", "/opt/sensor/config/node-identity.json")
+    assert ran.returncode == 0, ran.stdout[-3000:] + ran.stderr[-3000:]
+    exec_all = json.loads(ran.stdout)
     assert exec_all["ok"] is True and len(exec_all["nodes"]) == 3, exec_all
     identities = {row["node"]: json.loads(row["outputs"][0]) for row in exec_all["nodes"]}
     assert sorted(identities) == sorted(fleet.host(i) for i in fleet.containers())
