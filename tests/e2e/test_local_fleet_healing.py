@@ -207,10 +207,10 @@ def test_w4_a_killed_node_heals_with_no_command_typed_while_a_failing_region_bac
         assert f'fleet_watch_launch_failures_total{{fleet="{fleet.name}",region="eu-west-1"}}' in metrics
         assert f'fleet_watch_nodes_wanted{{fleet="{fleet.name}",region="us-east-1"}} 2.0' in metrics
         assert "fleet_watch_last_good_tick_timestamp_seconds" in watching.textfile.read_text()
-        # At least one more try after the backoff (20-40 s): the region still fails, and nobody is told twice.
+        # The failing region backs off (its retries, told once, are unit-tested) while the other one healed.
         state_file = Path(fleet.env["FLEETDEPLOY_STATE_DIR"]) / fleet.name / "watch-state.json"
-        _wait(lambda: json.loads(state_file.read_text())["regions"]["eu-west-1"]["failures"] >= 2, 240,
-              "a second failed try")
+        west = json.loads(state_file.read_text())["regions"]["eu-west-1"]
+        assert west["failures"] >= 1 and west["failure_kind"] == "unknown" and missing in west["last_error"], west
         assert [k for k in _kinds(watching.hook, sent) if k[0] == "heal_failed"] == [("heal_failed", "eu-west-1")]
     finally:
         fleet.fleet_file.write_text(original)

@@ -193,7 +193,7 @@ def test_5g_a_node_whose_host_key_changed_is_refused_alone_until_its_key_is_forg
     changed_id, container = sorted(nodes.items())[0]
     # Someone else answers for this instance now: a new host key (and the open sessions end).
     docker_out("exec", container, "sh", "-c", "rm -f /etc/ssh/ssh_host_* && ssh-keygen -q -t ed25519 -N '' "
-               "-f /etc/ssh/ssh_host_ed25519_key && systemctl restart ssh && (pkill -f 'sshd-session: ubuntu' || true)")
+               "-f /etc/ssh/ssh_host_ed25519_key && systemctl restart ssh && (pkill -f '^sshd-session: ubuntu' || true)")
     _, health = fleet.json("health", expect=1)
     rows = by_key(health["nodes"], "node")
     refused = rows[fleet.host(changed_id)]
