@@ -87,3 +87,31 @@ def test_watch_once_says_1_while_something_is_wrong(fleet: tuple[Path, dict[str,
                           cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
     assert once.returncode == 1, once.stdout + once.stderr
     assert "holding (nothing is configured or launched)" in once.stdout
+
+
+def test_a_tick_that_fails_is_logged_and_the_next_tick_runs(fleet: tuple[Path, dict[str, str]],
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    import io
+
+    from rich.console import Console
+
+    from fleetdeploy.operations.options import WatchOptions
+    from fleetdeploy.watch import loop
+
+    fleet_file, env = fleet
+    monkeypatch.setenv("FLEETDEPLOY_STATE_DIR", env["FLEETDEPLOY_STATE_DIR"])
+    calls = []
+
+    def broken_observe(ctx: object) -> object:
+        calls.append(ctx)
+        raise RuntimeError("the provider's API changed under us")
+
+    monkeypatch.setattr(loop, "observe", broken_observe)
+    out = io.StringIO()
+    supervisor = loop.Supervisor(fleet_file, WatchOptions(once=True), False, Console(file=out), Console(file=out))
+    first, second = supervisor.tick(), supervisor.tick()
+    assert len(calls) == 2 and not first.well and not second.well
+    assert "failed: RuntimeError: the provider's API changed under us (the next tick tries again)" in first.line
+    events = (Path(env["FLEETDEPLOY_STATE_DIR"]) / "wproc" / "events.jsonl").read_text().splitlines()
+    assert [json.loads(e)["kind"] for e in events] == ["tick_failed", "tick_failed"]
+    assert (Path(env["FLEETDEPLOY_STATE_DIR"]) / "wproc" / "report.html").is_file()  # still recorded

@@ -171,6 +171,10 @@ class Supervisor:
                 line, well = self._observe_decide_act(ctx, now)
         except LockBusy as busy:
             line, well = f"skipped: {busy}", False
+        except Exception as exc:  # noqa: BLE001 - a supervisor outlives a failed tick; the next one tries again
+            problem = " ".join(f"{type(exc).__name__}: {exc}".split())[:400]
+            self.events.append(time.time(), "tick_failed", self.fleet.name, problem)
+            line, well = f"failed: {problem} (the next tick tries again)", False
         finally:
             save_state(self.dir / "watch-state.json", self.state)
             if self.metrics is not None:
