@@ -94,3 +94,25 @@ def test_render_prints_json_for_scripts_and_whole_reasons_for_people() -> None:
     show(Console(file=out, width=100), configure, "json")
     assert json.loads(out.getvalue()) == {"check": True, "seconds": 1.0, "nodes": [], "run_log": None, "ok": True,
                                           "drifted": []}
+
+
+def test_a_cancelled_runs_processes_are_found_by_their_marker_even_in_other_sessions() -> None:
+    import os
+    import subprocess
+    import sys
+    import uuid
+
+    from fleetdeploy.runs.runner import RUN_MARKER, kill_marked
+
+    marker = uuid.uuid4().hex
+    sleeper = [sys.executable, "-c", "import time; time.sleep(120)"]
+    # Like ansible-core's workers: a session of their own, out of reach of a process-group kill.
+    marked = subprocess.Popen(sleeper, env=dict(os.environ, **{RUN_MARKER: marker}), start_new_session=True)
+    other = subprocess.Popen(sleeper, env=dict(os.environ, **{RUN_MARKER: "another-run"}), start_new_session=True)
+    try:
+        assert kill_marked(marker) == 1
+        assert marked.wait(10) == -9
+        assert other.poll() is None  # another run's processes are not this run's to kill
+    finally:
+        other.kill()
+        other.wait()

@@ -13,6 +13,7 @@ import signal
 import sys
 import tempfile
 import threading
+import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -251,6 +252,7 @@ def run_ansible(
     for key, value in (extra_vars or {}).items():
         # Flags only: extra vars are visible on the command line, so nothing secret may ever pass here.
         cmdline += f" -e {key}={str(value).lower() if isinstance(value, bool) else value}"
+    marker = uuid.uuid4().hex  # every process of this run inherits it: how a cancel finds them all
     with tempfile.TemporaryDirectory(prefix="fleetdeploy-runner-") as private_dir:
         Path(private_dir).chmod(0o700)
         log = run_log.open("a", encoding="utf-8") if run_log is not None else None
@@ -259,7 +261,7 @@ def run_ansible(
             private_data_dir=private_dir,
             project_dir=str(REPO_ROOT),
             inventory=str(inventory_file),
-            envvars=_environment(),
+            envvars=_environment() | {RUN_MARKER: marker},
             forks=forks_for(len(targets)),
             event_handler=collector,
             suppress_env_files=True,
@@ -279,6 +281,7 @@ def run_ansible(
             if log is not None:
                 log.close()
         if cancelled.is_set() or runner.status == "canceled":
+            kill_marked(marker)  # the workers the process-group kill cannot reach
             signals.reraise()
         collector.finish(runner.stats)
     for name in targets:
@@ -287,6 +290,36 @@ def run_ansible(
     if not collector.finished and rc == 0:
         rc = 1  # Ansible never reached its recap: whatever it did is not a success
     return RunResult(rc=rc, hosts=collector.hosts, finished=collector.finished)
+
+
+RUN_MARKER = "FLEETDEPLOY_RUN_ID"
+
+
+def kill_marked(marker: str) -> int:
+    """SIGKILL every process that carries this run's marker in its environment; returns how many.
+
+    ansible-runner kills the playbook's process group when a run is cancelled, but ansible-core's workers each
+    start a session of their own (setsid): once their parent is gone they would wait forever. They, and the ssh
+    clients under them, inherited the marker from the run's environment (Linux /proc; nothing elsewhere).
+    """
+    needle = f"{RUN_MARKER}={marker}".encode()
+    killed = 0
+    try:
+        pids = [int(entry) for entry in os.listdir("/proc") if entry.isdigit()]
+    except OSError:
+        return 0
+    for pid in pids:
+        if pid == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{pid}/environ", "rb") as handle:
+                if needle not in handle.read().split(b"\0"):
+                    continue
+            os.kill(pid, signal.SIGKILL)
+            killed += 1
+        except OSError:
+            continue
+    return killed
 
 
 class _signals_cancel:  # noqa: N801 - used like a function: `with _signals_cancel() as cancelled`

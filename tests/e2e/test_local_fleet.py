@@ -120,6 +120,11 @@ def test_2c_ctrl_c_during_configure_is_never_a_success_and_the_next_up_heals(fle
     assert "Fleet health" not in result.stdout and "Configure summary" not in result.stdout
     assert not any(_has_stamp(c) for c in containers)  # an interrupted run leaves nothing claiming convergence
     assert list(Path(fleet.env["TMPDIR"]).iterdir()) == []
+    # Nothing of the cancelled run is left running: ansible-core's workers start sessions of their own, out of
+    # reach of ansible-runner's process-group kill, and would wait forever for their dead parent.
+    left = subprocess.run(["pgrep", "-f", f"inventory/{fleet.name}.yml"], capture_output=True, text=True).stdout
+    assert left.split() == [], subprocess.run(["ps", "-o", "pid,ppid,sid,stat,cmd", "-p", ",".join(left.split())],
+                                              capture_output=True, text=True).stdout
 
     _, again = fleet.json("up")
     configured = again["configure"]["nodes"]
