@@ -147,7 +147,8 @@ def test_02_status_counts_nodes_per_cluster(world: SkyWorld, three: Path) -> Non
     for name, (region, box) in boxes.items():
         assert nodes[name] == {"node": name, "instance_id": box.instance_id, "cluster": world.cluster(region),
                                "region": region, "zone": f"{region}a", "address": f"127.0.0.1:{box.port}",
-                               "market": "spot", "orchestrator": None}, nodes[name]  # no orchestrator.api here
+                               "market": "spot", "orchestrator": None,  # no orchestrator.api here
+                               "interruption": ""}, nodes[name]  # no watcher has seen a spot notice
 
 
 def test_03_health_before_any_configure_reports_every_node_as_not_configured(world: SkyWorld, three: Path) -> None:
