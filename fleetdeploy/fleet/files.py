@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import stat
 from pathlib import Path
-from typing import Any
 
 from pydantic import ValidationInfo
 
@@ -31,7 +30,7 @@ def check_readable_file(path: Path) -> None:
         raise ValueError(f"{path}: cannot be read ({exc.strerror})") from None
 
 
-def resolve_path(value: Any, info: ValidationInfo) -> Any:
+def resolve_path(value: object, info: ValidationInfo) -> Path | None:
     """Resolve a path against the fleet file's directory (passed as validation context)."""
     if value is None or isinstance(value, Path):
         return value

@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import difflib
 import types
+from collections.abc import Hashable
 from pathlib import Path
-from typing import Any, Union, get_args, get_origin
+from typing import Union, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ValidationError
+from pydantic_core import ErrorDetails
 
 from fleetdeploy.errors import InputError
+from fleetdeploy.jsondoc import JSONObject
 
 
 class KeyPathError(ValueError):
@@ -28,8 +31,8 @@ class KeyPathError(ValueError):
 class _UniqueKeyLoader(yaml.SafeLoader):
     """SafeLoader that rejects duplicate keys (PyYAML silently keeps the last one)."""
 
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        seen: set[Any] = set()
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Hashable, object]:
+        seen: set[Hashable] = set()
         for key_node, _ in node.value:
             key = self.construct_object(key_node, deep=deep)
             if key in seen:
@@ -53,7 +56,7 @@ def _read_capped(path: Path) -> str:
     return data.decode("utf-8")
 
 
-def read_mapping(path: Path) -> dict[str, Any]:
+def read_mapping(path: Path) -> JSONObject:
     """Read a YAML file that must hold a mapping; InputError (one line) otherwise."""
     try:
         text = _read_capped(path)
@@ -82,16 +85,16 @@ def read_mapping(path: Path) -> dict[str, Any]:
     return data
 
 
-def _unwrap(annotation: Any) -> Any:
+def _unwrap(annotation: object) -> object:
     if get_origin(annotation) in (Union, types.UnionType):
         args = [arg for arg in get_args(annotation) if arg is not type(None)]
         return args[0] if len(args) == 1 else annotation
     return annotation
 
 
-def _model_at(root: type[BaseModel], loc: tuple[Any, ...]) -> type[BaseModel] | None:
+def _model_at(root: type[BaseModel], loc: tuple[int | str, ...]) -> type[BaseModel] | None:
     """The model class that validates the mapping at `loc` (dict values are stepped through)."""
-    current: Any = root
+    current: object = root
     for part in loc:
         if isinstance(current, type) and issubclass(current, BaseModel):
             field = current.model_fields.get(str(part))
@@ -105,7 +108,7 @@ def _model_at(root: type[BaseModel], loc: tuple[Any, ...]) -> type[BaseModel] | 
     return current if isinstance(current, type) and issubclass(current, BaseModel) else None
 
 
-def _message(error: Any, root: type[BaseModel]) -> str:
+def _message(error: ErrorDetails, root: type[BaseModel]) -> str:
     kind = error["type"]
     ctx = error.get("ctx") or {}
     if kind == "extra_forbidden":

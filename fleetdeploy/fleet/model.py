@@ -6,9 +6,9 @@ import configparser
 import difflib
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, JsonValue, ValidationError, field_validator, model_validator
 
 from fleetdeploy.errors import InputError
 from fleetdeploy.fleet.files import check_readable_file, resolve_path
@@ -246,7 +246,7 @@ class Fleet(FleetIdentity):
     local: LocalSpec = Field(default_factory=LocalSpec)
     watch: WatchSpec = Field(default_factory=WatchSpec)
     # Overrides of role variables (roles/*/meta/argument_specs.yml), e.g. bacalhau_heartbeat_interval: 30s.
-    role_vars: dict[str, Any] = Field(default_factory=dict)
+    role_vars: dict[str, JsonValue] = Field(default_factory=dict)
 
     @field_validator("labels")
     @classmethod
@@ -262,7 +262,7 @@ class Fleet(FleetIdentity):
 
     @field_validator("role_vars")
     @classmethod
-    def _role_vars(cls, value: dict[str, Any]) -> dict[str, Any]:
+    def _role_vars(cls, value: dict[str, JsonValue]) -> dict[str, JsonValue]:
         known = role_options()
         for key in value:
             if key not in known:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -114,7 +113,7 @@ def _check_instance_types(values: list[str] | None) -> list[str] | None:
     return values
 
 
-def _check_list(value: Any) -> Any:
+def _check_list(value: object) -> object:
     # Without this, `zones: us-east-1a` would get pydantic's own wording, unlike every other message.
     if value is not None and not isinstance(value, list):
         raise ValueError("must be a list ([first, second, ...]), tried in that order")

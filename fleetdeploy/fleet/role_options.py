@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import functools
 from pathlib import Path
-from typing import Any
 
 import yaml
 
+from fleetdeploy.jsondoc import JSON, JSONObject, as_object
 from fleetdeploy.paths import ROLES_DIR
 
 # Written by the inventory from the fleet file's own keys: overriding them in role_vars would split one setting
@@ -21,12 +21,13 @@ TOOL_SET_VARS = frozenset({
 
 
 @functools.cache
-def option_specs(roles_dir: Path = ROLES_DIR) -> dict[str, dict[str, Any]]:
+def option_specs(roles_dir: Path = ROLES_DIR) -> dict[str, JSONObject]:
     """Every option of every role's `main` entry point, with its argument spec (type, choices, elements)."""
-    specs: dict[str, dict[str, Any]] = {}
+    specs: dict[str, JSONObject] = {}
     for spec in sorted(roles_dir.glob("*/meta/argument_specs.yml")):
-        data = yaml.safe_load(spec.read_text(encoding="utf-8")) or {}
-        specs.update(data.get("argument_specs", {}).get("main", {}).get("options") or {})
+        data = yaml.safe_load(spec.read_text(encoding="utf-8"))
+        options = as_object(as_object(as_object(as_object(data).get("argument_specs")).get("main")).get("options"))
+        specs.update({name: as_object(option) for name, option in options.items()})
     return specs
 
 
@@ -34,7 +35,7 @@ def role_options(roles_dir: Path = ROLES_DIR) -> frozenset[str]:
     return frozenset(option_specs(roles_dir))
 
 
-def value_problem(key: str, value: Any, roles_dir: Path = ROLES_DIR) -> str | None:
+def value_problem(key: str, value: JSON, roles_dir: Path = ROLES_DIR) -> str | None:
     """Why `value` is not what the role's argument spec accepts for `key` (checked with Ansible's own validator, as
     the role would on a node after launch), or None. The message never repeats the value."""
     if isinstance(value, str) and "{{" in value:

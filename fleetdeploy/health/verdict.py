@@ -11,8 +11,8 @@ from __future__ import annotations
 import enum
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
+from fleetdeploy.jsondoc import JSON, JSONMapping, as_list
 from fleetdeploy.orchestrator.api import OrchestratorAnswer, OrchestratorView
 
 # The facts the health exchange (playbooks/action_plugins/fleet_health.py) sets for the controller: the node's
@@ -61,13 +61,13 @@ class NodeReport:
     """What one node's health exchange gave back: its status document, or why there is none."""
 
     host: str
-    status: Mapping[str, Any] | None = None
+    status: JSONMapping | None = None
     unreachable: bool = False
     not_configured: bool = False
     error: str = ""  # why the check did not run, or why the node was unreachable
 
     @classmethod
-    def from_facts(cls, host: str, facts: Mapping[str, Any], *, unreachable: bool = False,
+    def from_facts(cls, host: str, facts: JSONMapping, *, unreachable: bool = False,
                    message: str = "") -> NodeReport:
         """From the facts the exchange set (and, for a node that failed or was unreachable, Ansible's message)."""
         status = facts.get(STATUS_FACT)
@@ -80,27 +80,31 @@ class NodeReport:
         )
 
 
-def failing_checks(status: Mapping[str, Any]) -> list[str]:
-    """The names (and short details) of the checks the node's script reported as failing, for display only."""
+def _checks(status: JSONMapping) -> list[JSON]:
+    """The status's checks as a list (they may also come as an object keyed by check name)."""
     checks = status.get("checks", [])
     if isinstance(checks, dict):
-        checks = [{"name": name, **value} for name, value in checks.items() if isinstance(value, dict)]
+        return [{"name": name, **value} for name, value in checks.items() if isinstance(value, dict)]
+    return as_list(checks)
+
+
+def failing_checks(status: JSONMapping) -> list[str]:
+    """The names (and short details) of the checks the node's script reported as failing, for display only."""
     failing = []
-    for check in checks:
+    for check in _checks(status):
         if isinstance(check, dict) and not check.get("ok", False):
             detail = str(check.get("detail", "")).strip()
             failing.append(f"{check.get('name', '?')}" + (f" ({detail})" if detail else ""))
     return failing
 
 
-def running_images(status: Mapping[str, Any]) -> dict[str, str]:
+def running_images(status: JSONMapping) -> dict[str, str]:
     """container -> image, from the container checks of the node's status (what the node runs right now)."""
-    checks = status.get("checks", [])
-    return {str(c["name"]).split(":", 1)[1]: str(c["image"]) for c in checks if isinstance(c, dict)
+    return {str(c["name"]).split(":", 1)[1]: str(c["image"]) for c in _checks(status) if isinstance(c, dict)
             and str(c.get("name", "")).startswith("container:") and c.get("image")}
 
 
-def interruption_of(status: Mapping[str, Any] | None) -> str:
+def interruption_of(status: JSONMapping | None) -> str:
     """`terminate at 2026-12-06T10:02:00Z` from the status's spot notice, or ""."""
     notice = status.get("interruption") if status is not None else None
     if not isinstance(notice, Mapping):

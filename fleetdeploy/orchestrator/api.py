@@ -12,10 +12,10 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from fleetdeploy.errors import InputError
 from fleetdeploy.fleet.files import read_token
+from fleetdeploy.jsondoc import JSONMapping, JSONObject, as_object
 
 NODES_PATH = "/api/v1/orchestrator/nodes"
 ALIVE_PATH = "/api/v1/agent/alive"  # open without credentials
@@ -59,12 +59,12 @@ class OrchestratorNode:
         return self.connection == CONNECTED and self.approval == APPROVED
 
     @classmethod
-    def from_node_state(cls, state: dict[str, Any]) -> OrchestratorNode:
-        info = state.get("Info") or {}
-        conn = state.get("ConnectionState")
+    def from_node_state(cls, state: JSONMapping) -> OrchestratorNode:
+        info = as_object(state.get("Info"))
+        raw_conn = state.get("ConnectionState")
         # v1.5.2 has no ConnectionState: its deprecated `Connection` string is the status.
-        status = conn.get("Status") if isinstance(conn, dict) else state.get("Connection")
-        conn = conn if isinstance(conn, dict) else {}
+        status = raw_conn.get("Status") if isinstance(raw_conn, dict) else state.get("Connection")
+        conn = as_object(raw_conn)
         return cls(
             node_id=str(info.get("NodeID", "")),
             connection=str(status or "UNKNOWN").upper(),
@@ -75,7 +75,7 @@ class OrchestratorNode:
         )
 
 
-def _time(value: Any) -> str | None:
+def _time(value: object) -> str | None:
     return None if not value or value == _ZERO_TIME else str(value)
 
 
@@ -100,23 +100,24 @@ def short_time(value: str) -> str:
     return value.replace("T", " ", 1).split(".", 1)[0].rstrip("Z") + "Z"
 
 
-def compute_node_states(document: Any) -> list[dict[str, Any]]:
+def compute_node_states(document: object) -> list[JSONObject]:
     """The Compute NodeStates of a list-nodes answer, as Bacalhau wrote them (the orchestrator lists itself too:
     skipped). ValueError when the document is not Bacalhau's node list."""
     nodes = document.get("Nodes") if isinstance(document, dict) else None
     if not isinstance(nodes, list):
         raise ValueError("the answer has no Nodes list")
-    if not all(isinstance(state, dict) for state in nodes):
+    states = [state for state in nodes if isinstance(state, dict)]
+    if len(states) != len(nodes):
         raise ValueError("a Nodes entry is not an object")
-    return [state for state in nodes if (state.get("Info") or {}).get("NodeType", "Compute") == "Compute"]
+    return [state for state in states if as_object(state.get("Info")).get("NodeType", "Compute") == "Compute"]
 
 
-def parse_nodes(document: Any) -> dict[str, OrchestratorNode]:
+def parse_nodes(document: object) -> dict[str, OrchestratorNode]:
     """The compute nodes of a list-nodes answer, by node ID."""
     return by_node_id(compute_node_states(document))
 
 
-def by_node_id(states: list[dict[str, Any]]) -> dict[str, OrchestratorNode]:
+def by_node_id(states: list[JSONObject]) -> dict[str, OrchestratorNode]:
     nodes = (OrchestratorNode.from_node_state(state) for state in states)
     return {node.node_id: node for node in nodes}
 
@@ -152,7 +153,7 @@ class OrchestratorApi:
             request.add_header("Authorization", f"Bearer {key}")
         return request
 
-    def node_states(self) -> list[dict[str, Any]]:
+    def node_states(self) -> list[JSONObject]:
         """The compute nodes' NodeStates as Bacalhau wrote them. Bounded by timeout_s; errors are
         OrchestratorApiError."""
         if self.unavailable:

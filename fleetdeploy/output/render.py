@@ -29,7 +29,7 @@ from fleetdeploy.output.results import (
 from fleetdeploy.providers.base import ClusterOutcome
 
 
-def show(console: Console, result: Any, output: str) -> None:
+def show(console: Console, result: object, output: str) -> None:
     """Print `result` as JSON or as its tables."""
     if output == "json":
         console.out(json.dumps(to_json(result), indent=2, sort_keys=False), highlight=False)
@@ -71,7 +71,7 @@ def _configure(console: Console, result: ConfigureResult) -> None:
 ORCHESTRATOR_COLUMNS = ("orchestrator", "approval", "last heartbeat")
 
 
-def _orchestrator_cells(view: OrchestratorView | None) -> tuple[Any, str, str]:
+def _orchestrator_cells(view: OrchestratorView | None) -> tuple[str | Text, str, str]:
     if view is None:
         return "unknown", "-", "-"
     connection = Text(view.connection, style="green" if view.connection == "CONNECTED" else "red")

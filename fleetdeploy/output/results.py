@@ -10,9 +10,9 @@ from __future__ import annotations
 import dataclasses
 import enum
 from dataclasses import dataclass, field
-from typing import Any
 
 from fleetdeploy.health.verdict import Health, HealthResult
+from fleetdeploy.jsondoc import JSON
 from fleetdeploy.orchestrator.api import OrchestratorView
 from fleetdeploy.orchestrator.join import JoinResult
 from fleetdeploy.providers.base import ClusterOutcome
@@ -202,19 +202,21 @@ class DownResult:
         return all(c.ok for c in self.clusters)
 
 
-def to_json(result: Any) -> Any:
+def to_json(result: object) -> JSON:
     """A result as plain JSON data (enums as their values, `ok` included where a result has one)."""
     if dataclasses.is_dataclass(result) and not isinstance(result, type):
         data = {f.name: to_json(getattr(result, f.name)) for f in dataclasses.fields(result)}
         if isinstance(getattr(type(result), "ok", None), property):
-            data["ok"] = getattr(result, "ok")  # noqa: B009 - `ok` is a property of some results only
+            data["ok"] = bool(getattr(result, "ok"))  # noqa: B009 - `ok` is a property of some results only
         if isinstance(result, ConfigureResult):
-            data["drifted"] = result.drifted
+            data["drifted"] = to_json(result.drifted)
         return data
     if isinstance(result, enum.Enum):
-        return result.value
+        return to_json(result.value)
     if isinstance(result, list | tuple):
         return [to_json(item) for item in result]
     if isinstance(result, dict):
         return {str(k): to_json(v) for k, v in result.items()}
-    return result
+    if result is None or isinstance(result, str | int | float | bool):
+        return result
+    return str(result)  # e.g. a Path

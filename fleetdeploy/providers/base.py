@@ -7,6 +7,8 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Protocol
 
+from fleetdeploy.jsondoc import JSONObject
+
 
 class Outcome(enum.StrEnum):
     """What happened to one cluster in `up` or `down`."""
@@ -180,7 +182,7 @@ class Provider(Protocol):
         """Remove this fleet's clusters, and nothing else."""
         ...
 
-    def extra_inventory_vars(self) -> dict[str, object]:
+    def extra_inventory_vars(self) -> JSONObject:
         """Variables the provider's nodes need beyond the fleet's own (e.g. no metadata service)."""
         ...
 

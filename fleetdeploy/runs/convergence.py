@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+
+from fleetdeploy.jsondoc import JSONMapping
 
 # What a node's configuration is made of; molecule scenarios and READMEs change nothing on a node, and neither do
 # the controller-side plugins that only read (health, orchestrator, report): of those, only the convergence check.
@@ -51,7 +51,7 @@ def _file_fingerprint(path: Path, by_content: bool) -> str:
         return "unreadable"
 
 
-def config_digest(fleet_vars: Mapping[str, Any], roles: str, secret_files: list[Path], archives: list[Path]) -> str:
+def config_digest(fleet_vars: JSONMapping, roles: str, secret_files: list[Path], archives: list[Path]) -> str:
     """The digest a converged node's stamp must hold, for these variables, roles and files."""
     material = {
         "roles": roles,

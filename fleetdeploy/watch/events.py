@@ -13,7 +13,8 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+
+from fleetdeploy.jsondoc import JSON
 
 MAX_BYTES = 1 << 20  # rotate at 1 MiB
 KEPT = 3  # events.jsonl.1 .. .3
@@ -41,7 +42,7 @@ class EventLog:
         self.path = path
         self._lock = threading.Lock()
 
-    def append(self, at: float, kind: str, subject: str, text: str, **extra: Any) -> None:
+    def append(self, at: float, kind: str, subject: str, text: str, **extra: JSON) -> None:
         line = json.dumps({"at": iso(at), "kind": kind, "subject": subject, "text": text, **extra},
                           sort_keys=False) + "\n"
         with self._lock:

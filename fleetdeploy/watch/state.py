@@ -10,7 +10,8 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+
+from pydantic import TypeAdapter
 
 from fleetdeploy.private_files import write_private
 
@@ -87,25 +88,6 @@ class WatchState:
             self.history.append(sample)
 
 
-def _from_json(data: dict[str, Any]) -> WatchState:
-    state = WatchState()
-    state.regions = {k: RegionMemory(**v) for k, v in (data.get("regions") or {}).items()}
-    state.launches = [float(t) for t in data.get("launches") or []]
-    state.unhealthy_ticks = {str(k): int(v) for k, v in (data.get("unhealthy_ticks") or {}).items()}
-    state.repair_tried = [str(n) for n in data.get("repair_tried") or []]
-    state.alerts_sent = {str(k): float(v) for k, v in (data.get("alerts_sent") or {}).items()}
-    state.problems = {str(k): str(v) for k, v in (data.get("problems") or {}).items()}
-    state.known_nodes = {str(k): str(v) for k, v in (data.get("known_nodes") or {}).items()}
-    state.counters = {str(k): float(v) for k, v in (data.get("counters") or {}).items()}
-    state.history = [Sample(float(s["at"]), {str(r): [int(x) for x in v] for r, v in s["regions"].items()})
-                     for s in data.get("history") or []]
-    state.nodes = [NodeSnapshot(**n) for n in data.get("nodes") or []]
-    state.prices = {str(k): None if v is None else float(v) for k, v in (data.get("prices") or {}).items()}
-    state.last_good_tick = float(data.get("last_good_tick") or 0.0)
-    state.ticks = int(data.get("ticks") or 0)
-    return state
-
-
 def load_state(path: Path) -> tuple[WatchState, str]:
     """The saved state, or a fresh one and why the saved one could not be used ("" when there was none)."""
     try:
@@ -117,8 +99,8 @@ def load_state(path: Path) -> tuple[WatchState, str]:
     if not isinstance(data, dict) or data.get("version") != STATE_VERSION:
         return WatchState(), f"{path}: written by another version; starting afresh"
     try:
-        return _from_json(data), ""
-    except (KeyError, TypeError, ValueError) as exc:
+        return TypeAdapter(WatchState).validate_python(data), ""
+    except ValueError as exc:  # pydantic's ValidationError is one
         return WatchState(), f"{path}: malformed ({type(exc).__name__}); starting afresh"
 
 

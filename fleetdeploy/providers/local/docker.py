@@ -12,9 +12,9 @@ import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from fleetdeploy.errors import FleetError, InputError
+from fleetdeploy.jsondoc import JSONMapping, as_list, as_object
 
 # Short bounds so a wedged engine surfaces as an error instead of a hang.
 QUICK_TIMEOUT = 30.0
@@ -160,21 +160,23 @@ class DockerCli:
         self.run(["pull", image], timeout=timeout)
 
 
-def _container(rec: dict[str, Any]) -> Container:
-    state = rec.get("State") or {}
-    config = rec.get("Config") or {}
+def _container(rec: JSONMapping) -> Container:
+    """A container from its `docker inspect` record."""
+    state = as_object(rec.get("State"))
+    config = as_object(rec.get("Config"))
     ports: dict[str, int] = {}
-    for port, bindings in ((rec.get("NetworkSettings") or {}).get("Ports") or {}).items():
-        for binding in bindings or []:
-            if binding.get("HostPort") and binding.get("HostIp") in ("127.0.0.1", "", "0.0.0.0"):
-                ports[port] = int(binding["HostPort"])
+    for port, bindings in as_object(as_object(rec.get("NetworkSettings")).get("Ports")).items():
+        for binding in map(as_object, as_list(bindings)):
+            host_port = binding.get("HostPort")
+            if isinstance(host_port, str | int) and host_port and binding.get("HostIp") in ("127.0.0.1", "", "0.0.0.0"):
+                ports[port] = int(host_port)
                 break
     return Container(
         id=str(rec.get("Id", "")),
         name=str(rec.get("Name", "")).lstrip("/"),
         running=bool(state.get("Running")),
         status=str(state.get("Status", "")),
-        labels=dict(config.get("Labels") or {}),
+        labels={str(key): str(value) for key, value in as_object(config.get("Labels")).items()},
         ports=ports,
         created=str(rec.get("Created", "")),
     )

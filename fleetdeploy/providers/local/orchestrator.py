@@ -11,11 +11,12 @@ import threading
 import time
 from contextlib import suppress
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import yaml
 
 from fleetdeploy.fleet.files import read_token
+from fleetdeploy.jsondoc import JSONObject
 from fleetdeploy.orchestrator.api import OrchestratorApi
 from fleetdeploy.private_files import write_private
 from fleetdeploy.providers.base import ClusterOutcome, Outcome, ProgressCallback
@@ -52,8 +53,8 @@ class LocalOrchestrator:
         """The token (and API key) must be readable before anything is created (the image is checked elsewhere)."""
         self._config()
 
-    def _config(self) -> dict[str, Any]:
-        api: dict[str, Any] = {"Host": "0.0.0.0", "Port": 1234}
+    def _config(self) -> JSONObject:
+        api: JSONObject = {"Host": "0.0.0.0", "Port": 1234}
         key_file = self.fleet.orchestrator.api_token_file
         if key_file is not None:
             # With Users configured, Bacalhau's API wants `Authorization: Bearer <APIKey>` (facts.md: Bacalhau API).

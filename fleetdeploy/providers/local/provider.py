@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 
 from fleetdeploy.errors import InputError
 from fleetdeploy.fleet.orchestrator_spec import LOCAL
+from fleetdeploy.jsondoc import JSONObject
 from fleetdeploy.orchestrator.api import LOCAL_NOT_RUNNING
 from fleetdeploy.providers.base import (
     ActionKind,
@@ -119,8 +120,8 @@ class LocalProvider:
     def orchestrator_endpoint(self) -> str:
         return self.orchestrator.endpoint
 
-    def extra_inventory_vars(self) -> dict[str, object]:
-        extra: dict[str, object] = {
+    def extra_inventory_vars(self) -> JSONObject:
+        extra: JSONObject = {
             # dockerd 26 in a node container can't start nested containers without it (facts.md: Docker).
             "docker_daemon_environment": {"DOCKER_ALLOW_IPV6_ON_IPV4_INTERFACE": "1"},
             # There is no EC2 metadata service here, and tests must never send traffic to 169.254.169.254.

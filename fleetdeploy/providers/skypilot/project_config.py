@@ -13,18 +13,18 @@ import copy
 import os
 from collections.abc import MutableMapping
 from pathlib import Path
-from typing import Any
 
 import yaml
 
 from fleetdeploy.errors import InputError
+from fleetdeploy.jsondoc import JSONObject
 from fleetdeploy.private_files import write_private
 
 ENV_VAR = "SKYPILOT_PROJECT_CONFIG"
 DEFAULT_PROJECT_CONFIG = ".sky.yaml"
 # Never copy the controller's ~/.aws/credentials (often admin keys) onto spot nodes: S3 access on the nodes comes
 # only from the least-privilege file the aws_credentials role installs.
-OWN_SETTINGS: dict[str, Any] = {"aws": {"remote_identity": "NO_UPLOAD"}}
+OWN_SETTINGS: JSONObject = {"aws": {"remote_identity": "NO_UPLOAD"}}
 
 
 def user_project_config(environ: MutableMapping[str, str] | None = None, cwd: Path | None = None) -> Path | None:
@@ -40,18 +40,19 @@ def user_project_config(environ: MutableMapping[str, str] | None = None, cwd: Pa
     return default if default.is_file() else None
 
 
-def overlay(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+def overlay(base: JSONObject, override: JSONObject) -> JSONObject:
     """`base` with `override` laid over it, mapping by mapping (override wins on a conflict)."""
     merged = copy.deepcopy(base)
     for key, value in override.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = overlay(merged[key], value)
+        below = merged.get(key)
+        if isinstance(value, dict) and isinstance(below, dict):
+            merged[key] = overlay(below, value)
         else:
             merged[key] = copy.deepcopy(value)
     return merged
 
 
-def _read(path: Path) -> dict[str, Any]:
+def _read(path: Path) -> JSONObject:
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
@@ -63,7 +64,7 @@ def _read(path: Path) -> dict[str, Any]:
     return data
 
 
-def project_config(user_config: Path | None) -> dict[str, Any]:
+def project_config(user_config: Path | None) -> JSONObject:
     """What SkyPilot gets as its project config: the user's (if any) with our settings over it."""
     return overlay(_read(user_config) if user_config else {}, OWN_SETTINGS)
 

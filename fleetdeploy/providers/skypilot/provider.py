@@ -16,6 +16,7 @@ from typing import Any
 
 from fleetdeploy.errors import FleetError
 from fleetdeploy.fleet.model import Fleet
+from fleetdeploy.jsondoc import JSONObject
 from fleetdeploy.output.capture import captured_fds, strip_ansi
 from fleetdeploy.providers.base import (
     ActionKind,
@@ -216,7 +217,7 @@ class SkyPilotProvider:
     def _names(self) -> dict[str, str]:
         return {self._fleet.cluster_name(region): region for region in sorted(self._fleet.regions)}
 
-    def extra_inventory_vars(self) -> dict[str, object]:
+    def extra_inventory_vars(self) -> JSONObject:
         """Cloud nodes need nothing beyond the fleet's own variables."""
         return {}
 

@@ -6,18 +6,18 @@ import copy
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
 
 import yaml
 
 from fleetdeploy.fleet.model import Fleet
+from fleetdeploy.jsondoc import JSON, JSONMapping, JSONObject, as_object
 from fleetdeploy.paths import SKYPILOT_TASK
 
 TEMPLATE = SKYPILOT_TASK
 _PLACEMENT_KEYS = frozenset({"infra", "instance_type", "use_spot", "any_of", "ordered", "cloud", "region", "zone"})
 
 
-def load_template(path: Path = TEMPLATE) -> dict[str, Any]:
+def load_template(path: Path = TEMPLATE) -> JSONObject:
     """The task template as a mapping."""
     with path.open(encoding="utf-8") as handle:
         data = yaml.safe_load(handle)
@@ -54,7 +54,7 @@ class Candidate:
         """E.g. `t3.medium spot us-east-1a` (zone `any` when SkyPilot may pick one)."""
         return f"{self.instance_type} {self.market} {self.zone or 'any'}"
 
-    def resources(self, region: str) -> dict[str, Any]:
+    def resources(self, region: str) -> JSONObject:
         """The keys that differ between candidates, as SkyPilot's `resources` (or `resources.ordered` entry) wants."""
         return {"infra": infra(region, self.zone), "instance_type": self.instance_type, "use_spot": self.spot}
 
@@ -74,7 +74,7 @@ def candidates(fleet: Fleet, region: str) -> list[Candidate]:
     return [Candidate(kind, zone, spot) for spot in markets for kind in types for zone in zones]
 
 
-def render_task(fleet: Fleet, region: str, template: dict[str, Any] | None = None) -> dict[str, Any]:
+def render_task(fleet: Fleet, region: str, template: JSONObject | None = None) -> JSONObject:
     """The task mapping for the cluster of `region`: template plus this fleet's values.
 
     One candidate gives plain `resources`; several give `resources.ordered` (SkyPilot tries a list in its order;
@@ -86,14 +86,13 @@ def render_task(fleet: Fleet, region: str, template: dict[str, Any] | None = Non
     task["name"] = fleet.cluster_name(region)
     task["num_nodes"] = spec.count
     order = candidates(fleet, region)
-    if len(order) == 1:
-        placement = order[0].resources(region)
-    else:
-        placement = {"ordered": [candidate.resources(region) for candidate in order]}
+    ordered: list[JSON] = [candidate.resources(region) for candidate in order]
+    placement = order[0].resources(region) if len(order) == 1 else {"ordered": ordered}
     # Placement first, as in node.yaml; the template's own placement never survives (SkyPilot refuses a mix of
     # infra with the legacy cloud/region/zone, and of any_of with ordered).
-    shared = {key: value for key, value in (task.get("resources") or {}).items() if key not in _PLACEMENT_KEYS}
-    resources = task["resources"] = {**placement, **shared}
+    shared = {key: value for key, value in as_object(task.get("resources")).items() if key not in _PLACEMENT_KEYS}
+    resources: JSONObject = {**placement, **shared}
+    task["resources"] = resources
     resources["disk_size"] = fleet.defaults.disk_size_gb
     resources["labels"] = {"fleet": fleet.name, "region": region}
     if fleet.defaults.image_id:
@@ -106,7 +105,7 @@ def render_task(fleet: Fleet, region: str, template: dict[str, Any] | None = Non
     resources.pop("ports", None)
     # Only keys sky.launch accepts in a task may stay (OVERRIDEABLE_CONFIG_KEYS_IN_TASK); ours live in the
     # project config (project_config.py). An empty config is dropped.
-    config = task.get("config") or {}
+    config = as_object(task.get("config"))
     config.pop("aws", None)
     if config:
         task["config"] = config
@@ -127,6 +126,6 @@ def _represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
 _TaskDumper.add_representer(str, _represent_str)
 
 
-def to_yaml(task: dict[str, Any]) -> str:
+def to_yaml(task: JSONMapping) -> str:
     """The task as YAML text (what `plan` shows and what tests feed to sky.Task.from_yaml)."""
     return str(yaml.dump(task, Dumper=_TaskDumper, sort_keys=False, default_flow_style=False))
