@@ -186,3 +186,42 @@ def test_a_retagged_image_is_drift_though_the_container_did_not_change(tmp_path:
     finally:
         subprocess.run(["docker", "rm", "-f", name], capture_output=True)
         subprocess.run(["docker", "rmi", tag], capture_output=True)
+
+
+def _fake_program(bin_dir: Path, name: str, script: str) -> None:
+    program = bin_dir / name
+    program.write_text("#!/bin/sh\n" + script)
+    program.chmod(0o755)
+
+
+@pytest.mark.parametrize("engine", ["inactive", "failed", "active", "unknown"])
+def test_a_stopped_engine_is_never_asked_about_containers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                          engine: str) -> None:
+    """With docker.socket active, any docker call starts a stopped engine again: measuring must not make one.
+    systemctl and docker are stand-ins on PATH that say what a node's would and log that they were called."""
+    sys.path.insert(0, str(REPO / "playbooks" / "module_utils"))
+    try:
+        import fleet_state
+    finally:
+        sys.path.pop(0)
+    bin_dir, calls = tmp_path / "bin", tmp_path / "docker-calls"
+    bin_dir.mkdir()
+    if engine == "unknown":  # a machine without systemd: systemctl fails, and docker is asked as before
+        _fake_program(bin_dir, "systemctl", "echo 'System has not been booted with systemd' >&2; exit 1\n")
+    else:
+        _fake_program(bin_dir, "systemctl", f"printf 'Id=docker.service\\nActiveState={engine}\\n"
+                                            "UnitFileState=enabled\\n'\n")
+    _fake_program(bin_dir, "docker", f"echo \"$*\" >> {calls}; echo '[]'\n")
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+
+    manifest = fleet_state.clean_manifest({"services": ["docker"], "containers": ["bacalhau", "sensor"]})
+    state = fleet_state.measure(manifest)
+
+    if engine in ("inactive", "failed"):
+        assert not calls.exists()
+        assert state["container bacalhau"] == state["container sensor"] == {"status": "engine stopped"}
+        assert fleet_state.describe("service docker", "active/enabled", state["service docker"]) == (
+            f"service docker: stopped, {engine}/enabled (was active/enabled)")
+    else:
+        assert calls.read_text().startswith("inspect --type container")
+        assert state["container bacalhau"] == {"status": "absent"}

@@ -24,6 +24,9 @@ KIND_LABEL = {"files": "file", "absent": "absent", "directories": "directory", "
               "services": "service", "containers": "container"}
 PATH_KINDS = ("files", "absent", "directories")
 DPKG_STATUS = "/var/lib/dpkg/status"
+ENGINE_SERVICE = "docker"
+# systemd ActiveStates of a unit that is not running and not on its way up ("unknown": systemctl failed).
+STOPPED_STATES = ("inactive", "failed", "deactivating")
 
 
 def clean_manifest(manifest: Dict[str, Any]) -> Dict[str, List[str]]:
@@ -159,8 +162,16 @@ def measure(manifest: Dict[str, List[str]]) -> Dict[str, Any]:
         versions = (_dpkg_packages(manifest["packages"]) if os.path.exists(DPKG_STATUS)
                     else _rpm_packages(manifest["packages"]))
         state.update({_key("packages", name): version for name, version in versions.items()})
-    state.update({_key("services", name): s for name, s in _services(manifest["services"]).items()})
-    state.update({_key("containers", name): s for name, s in _containers(manifest["containers"]).items()})
+    # The engine's state comes in the same systemctl call: containers are only asked about when it runs.
+    asked = sorted(set(manifest["services"]) | ({ENGINE_SERVICE} if manifest["containers"] else set()))
+    services = _services(asked)
+    state.update({_key("services", name): services[name] for name in manifest["services"]})
+    if manifest["containers"] and services[ENGINE_SERVICE].split("/", 1)[0] in STOPPED_STATES:
+        # Any docker call would start a stopped engine again through docker.socket: a check must change nothing.
+        containers: Dict[str, Any] = {name: {"status": "engine stopped"} for name in manifest["containers"]}
+    else:
+        containers = _containers(manifest["containers"])
+    state.update({_key("containers", name): s for name, s in containers.items()})
     return state
 
 
@@ -186,7 +197,8 @@ def describe(key: str, recorded: Any, current: Any) -> str:
     if key.startswith("package "):
         return f"{key}: {'not installed' if not current else f'version {current} (was {recorded})'}"
     if key.startswith("service "):
-        return f"{key}: {current} (was {recorded})"
+        stopped = str(current).split("/", 1)[0] in STOPPED_STATES
+        return f"{key}: {'stopped, ' if stopped else ''}{current} (was {recorded})"
     if key.startswith("container "):
         if current.get("status") != recorded.get("status"):
             return f"{key}: {current.get('status')} (was {recorded.get('status')})"

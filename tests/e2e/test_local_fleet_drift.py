@@ -46,6 +46,7 @@ class Case:
     script: str  # run as root in the node container
     expected: frozenset[str]  # the drift items the check must report ("kind name", before the colon)
     also: frozenset[str] = frozenset()  # what the same change may knock over too (e.g. a removed package's service)
+    after_check: str = ""  # a command that must still succeed on the node after `--check` (the check changed nothing)
 
 
 def _file_case(path: str) -> Case:
@@ -81,12 +82,25 @@ def _container_cases(service: str) -> list[Case]:
     return cases
 
 
+def _together(first: Case, second: Case) -> Case:
+    """Two drifts on one node, each named: keeps the matrix at whole rounds of three nodes."""
+    return Case(f"{first.name} + {second.name}", f"{first.script} && {second.script}", first.expected | second.expected)
+
+
 def _cases() -> list[Case]:
-    cases = [_file_case(path) for path in sorted(ROLE_FILES)]
+    files = {path: _file_case(path) for path in sorted(ROLE_FILES)}
+    paired = ("/etc/fleet-health/settings.json", "/etc/logrotate.d/fleet-health")  # one role's two files
+    cases = [case for path, case in files.items() if path not in paired]
+    cases.append(_together(files[paired[0]], files[paired[1]]))
     cases += _container_cases("bacalhau") + _container_cases("sensor")
     # apt keeps the downloaded .deb: reinstalling needs the package lists only.
     cases.append(Case("cron package removed", "DEBIAN_FRONTEND=noninteractive apt-get remove -y -qq cron >/dev/null",
                       frozenset({"package cron"}), also=frozenset({"service cron"})))
+    # docker.socket stays active: any docker call, even a read, would start the engine again. The check must report
+    # the drift (not fail the node) and leave the engine stopped.
+    cases.append(Case("docker engine stopped", "systemctl stop docker.service 2>/dev/null",
+                      frozenset({"service docker", "container bacalhau", "container sensor"}),
+                      after_check="! systemctl is-active -q docker.service"))
     return cases
 
 
@@ -131,6 +145,9 @@ def test_each_managed_thing_drifted_alone_is_named_on_its_node_then_fixed(fleet:
             case = drifted[host][1]
             found = _drift_keys(row["drift"])
             assert case.expected <= found <= case.expected | case.also, (case.name, row["drift"])
+            assert row["state"] == "changed", (case.name, row)  # drift, never a failed node
+            if case.after_check:
+                docker_out("exec", drifted[host][0], "sh", "-c", case.after_check)
 
         _, fixed = fleet.json("configure")
         rows = by_key(fixed["nodes"], "node")
