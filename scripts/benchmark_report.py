@@ -108,13 +108,16 @@ def watch_section(watch: dict[str, Any] | None) -> list[str]:
     if not watch:
         return []
     idle = watch.get("idle_tick_controller_cpu_per_node_s") or {}
+    running = watch.get("running_tick_controller_cpu_per_node_s") or {}
     interval = watch["interval_s"]
     rows = [
         ("detection (container killed -> node_lost)", f"{watch['detect_s']:.1f} s", f"<= {interval + 10} s",
          watch["detect_s"] <= interval + 10),
         ("one killed node healthy again", f"{watch['healthy_s']:.1f} s", "<= 120 s", watch["healthy_s"] <= 120),
-        *((f"idle tick, controller CPU per node, N = {n}", f"{v:.3f} s", "<= 0.1 s", v <= 0.1)
+        *((f"idle tick, `watch --once`, controller CPU per node, N = {n}", f"{v:.3f} s", "<= 0.1 s", v <= 0.1)
           for n, v in sorted(idle.items(), key=lambda item: int(item[0]))),
+        *((f"idle tick of a running watcher, controller CPU per node, N = {n}", f"{v:.3f} s", "<= 0.1 s",
+           v <= 0.1) for n, v in sorted(running.items(), key=lambda item: int(item[0]))),
         (f"RSS growth over {watch['rss_ticks']} ticks at 1 s", f"{watch['rss_growth_mb']:.1f} MB", "< 10 MB",
          watch["rss_growth_mb"] < 10),
     ]
