@@ -4,44 +4,20 @@
 One command over the task's connection (with become): the node's `fleet-health-check --json` runs its checks,
 writes its status file as cron's runs do, and prints the same document, which comes back as a fact. No module
 is sent (a module run costs a node ~0.25 s of CPU before it does anything), nothing is judged here: the
-controller's verdict is fleetdeploy.health.verdict's. The facts, one of:
-  fleet_report_health_status   the node's status document (exit 0 healthy, 1 unhealthy)
-  fleet_report_not_configured  true: the script is not installed (site.yml never reached the node)
-  fleet_report_health_error    one line: why the check did not run (bad settings, a crash, sudo refused)
+controller's verdict is fleetdeploy.health.verdict's. The facts are fleetdeploy.health.exchange's (the watcher's
+own SSH exchange reads a node the same way).
 An unreachable node stays unreachable (the task's ignore_unreachable decides what the play does with it).
 """
 
 from __future__ import annotations
 
-import json
 import shlex
 from typing import Any
 
 from ansible.errors import AnsibleConnectionFailure, AnsibleError
 from ansible.plugins.action import ActionBase
 
-DEFAULT_SCRIPT = "/usr/local/bin/fleet-health-check"
-_NOT_CONFIGURED = "FLEET-HEALTH-CHECK-NOT-INSTALLED"
-
-
-def _last_line(text: str) -> str:
-    lines = [line.strip() for line in (text or "").splitlines() if line.strip()]
-    return lines[-1] if lines else ""
-
-
-def facts_from(rc: int, stdout: str, stderr: str) -> dict[str, Any]:
-    """The facts for one exchange's exit code and output."""
-    if stdout.strip() == _NOT_CONFIGURED:
-        return {"fleet_report_not_configured": True}
-    if rc in (0, 1):
-        try:
-            status = json.loads(_last_line(stdout))
-        except ValueError:
-            status = None
-        if isinstance(status, dict):
-            return {"fleet_report_health_status": status}
-    detail = _last_line(stderr) or _last_line(stdout) or "no output"
-    return {"fleet_report_health_error": f"exit {rc}: {detail}"[:400]}
+from fleetdeploy.health.exchange import DEFAULT_SCRIPT, NOT_CONFIGURED, facts_from
 
 
 class ActionModule(ActionBase):
@@ -60,7 +36,7 @@ class ActionModule(ActionBase):
             return result
         quoted = shlex.quote(script)
         # The health check itself reads the node; it runs in --check as well (it only writes its own status file).
-        command = f"if [ -x {quoted} ]; then exec {quoted} --json; fi; echo {_NOT_CONFIGURED}"
+        command = f"if [ -x {quoted} ]; then exec {quoted} --json; fi; echo {NOT_CONFIGURED}"
         try:
             res = self._low_level_execute_command(command, sudoable=True)
         except AnsibleConnectionFailure:
