@@ -12,7 +12,6 @@ ROLES_DIR = REPO_ROOT / "roles"
 PLAYBOOKS_DIR = REPO_ROOT / "playbooks"
 SITE_PLAYBOOK = "playbooks/site.yml"  # relative to REPO_ROOT, as ansible-runner gets them
 HEALTH_PLAYBOOK = "playbooks/health.yml"
-OBSERVE_PLAYBOOK = "playbooks/observe.yml"
 SKYPILOT_TASK = REPO_ROOT / "skypilot-tasks" / "node.yaml"
 IMAGE_BUILD_SCRIPT = REPO_ROOT / "scripts" / "build-images.sh"
 ANSIBLE_CFG = REPO_ROOT / "ansible.cfg"

@@ -14,6 +14,7 @@ import yaml
 
 from fleetdeploy.errors import FleetError, InputError
 from fleetdeploy.fleet.model import Fleet
+from fleetdeploy.jsondoc import as_object
 from fleetdeploy.paths import REPO_ROOT, state_dir
 from fleetdeploy.providers.base import Node, Provider
 from fleetdeploy.runs.convergence import roles_digest
@@ -25,6 +26,19 @@ from fleetdeploy.runs.inventory import (
 )
 from fleetdeploy.runs.runner import RunResult
 from fleetdeploy.runs.ssh import host_key_changed, known_hosts_file, prune_known_hosts, refused_message
+
+
+def digest_in(inventory: Path) -> str:
+    """`fleet_config_digest` of an inventory file we wrote ("" when there is none or it is unreadable)."""
+    try:
+        data = as_object(yaml.safe_load(inventory.read_text(encoding="utf-8")))
+    except (OSError, yaml.YAMLError):
+        return ""
+    for group in as_object(as_object(data.get("all")).get("children")).values():
+        digest = as_object(as_object(group).get("vars")).get("fleet_config_digest")
+        if isinstance(digest, str):
+            return digest
+    return ""
 
 
 def nodes_in(inventory: Path) -> list[Node]:
@@ -91,6 +105,10 @@ class FleetInventory:
     def recorded(self) -> list[Node]:
         """The nodes the inventory file lists now (no provider call)."""
         return nodes_in(self.path)
+
+    def config_digest(self) -> str:
+        """The digest the inventory file gives site.yml (what a converged node's stamp holds); "" without one."""
+        return digest_in(self.path)
 
     def named(self, wanted: Iterable[str]) -> list[Node]:
         """Nodes named by host name, instance id or a unique prefix of either.

@@ -27,25 +27,6 @@ def ansible_run(ctx: Context, title: str, targets: list[str], **kwargs: object) 
     return result
 
 
-class _Silent:
-    """A run observer that shows nothing (the watcher's every-tick observation)."""
-
-    def update(self, item: str, state: str, detail: str = "") -> None:
-        pass
-
-    def count(self, item: str, key: str) -> None:
-        pass
-
-
-def quiet_ansible_run(ctx: Context, title: str, targets: list[str], **kwargs: object) -> RunResult:
-    """One Ansible run without a board; its output goes to the fleet's `observe` run logs."""
-    with RunLog.open(ctx.fleet.name, title, kind="observe") as log:
-        result = run_ansible(_Silent(), ctx.inventory.path, targets, run_log=log.path, **kwargs)  # type: ignore[arg-type]
-    result.run_log = str(log.path)
-    ctx.inventory.explain_refusals(result)
-    return result
-
-
 def node_runs(result: RunResult) -> list[NodeRun]:
     return [NodeRun(node=name, state=r.state, ok=r.ok, changed=r.changed, failed=r.failed, skipped=r.skipped,
                     message=r.message, changed_tasks=r.changed_tasks, diffs=r.diffs, outputs=r.outputs,

@@ -27,8 +27,7 @@ class RunLog:
     @classmethod
     @contextmanager
     def open(cls, fleet: str, title: str, kind: str = "runs") -> Iterator[RunLog]:
-        """A new, empty 0600 log for one run; older logs of the same kind beyond RUNS_KEPT are removed (the
-        watcher's every-tick observations are a kind of their own, so they never push out configure logs)."""
+        """A new, empty 0600 log for one run; older logs of the same kind beyond RUNS_KEPT are removed."""
         directory = state_dir() / fleet / kind
         directory.mkdir(parents=True, exist_ok=True, mode=0o700)
         slug = _UNSAFE.sub("-", title.lower()).strip("-")[:40] or "run"

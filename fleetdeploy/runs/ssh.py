@@ -1,5 +1,5 @@
 """The one owner of SSH options to fleet nodes: `deploy.py ssh`/`logs`, the local provider's boot check, and (as
-per-host inventory variables) every Ansible run, health.yml and observe.yml included.
+per-host inventory variables) every Ansible run, health.yml included, and the watcher's exchange (runs/exchange.py).
 
 Host keys are trusted on first use and pinned per instance, not per address: cloud IPs are reused, and every
 local node is 127.0.0.1. Each fleet has its own known_hosts file in its state dir, keyed by instance id
@@ -19,6 +19,9 @@ from fleetdeploy.private_files import write_private
 # The login user on every node: SkyPilot's AWS images use it, and the local provider creates it to match.
 NODE_USER = "ubuntu"
 KNOWN_HOSTS = "known_hosts"
+# Where SSH masters of our own connections live: the directory Ansible's live in (ansible.cfg control_path_dir),
+# short enough for a socket path wherever the state dir is.
+CONTROL_DIR = Path("~/.ansible/cp").expanduser()
 # What ssh says when a pinned key no longer matches (its banner, and the line that ends the attempt).
 _CHANGED = ("REMOTE HOST IDENTIFICATION HAS CHANGED", "Host key verification failed")
 

@@ -1,45 +1,60 @@
 """One tick's look at the fleet: the provider's state (refreshed), the nodes (convergence stamp and health, in one
-read-only Ansible run of playbooks/observe.yml), the orchestrator's node list and the fleet's price."""
+SSH exchange per node: runs/exchange.py), the orchestrator's node list and the fleet's price."""
 
 from __future__ import annotations
 
 import time
 
 from fleetdeploy.health.verdict import NodeReport, judge
+from fleetdeploy.jsondoc import as_list
 from fleetdeploy.operations.context import Context
-from fleetdeploy.operations.steps import quiet_ansible_run
 from fleetdeploy.orchestrator.api import OrchestratorAnswer
-from fleetdeploy.paths import OBSERVE_PLAYBOOK
 from fleetdeploy.providers.base import Node
-from fleetdeploy.runs.runner import RunResult
+from fleetdeploy.runs.exchange import (
+    CONVERGED_FACT,
+    DRIFT_FACT,
+    ExchangeResult,
+    Exchanges,
+    convergence_rule,
+    exchange_argv,
+    node_script,
+    refused,
+)
+from fleetdeploy.runs.ssh import CONTROL_DIR, refused_message
 from fleetdeploy.watch.model import NodeView, Observation, RegionView
 
-CONVERGED_FACT = "fleet_report_converged"
-DRIFT_FACT = "fleet_report_drift"
 
-
-def node_views(names: dict[str, Node], result: RunResult, answer: OrchestratorAnswer | None) -> list[NodeView]:
+def node_views(names: dict[str, Node], answers: dict[str, ExchangeResult],
+               answer: OrchestratorAnswer | None) -> list[NodeView]:
     """Each node's health (judged by health.verdict, with the orchestrator's view) and convergence."""
     reports = []
     for name in names:
-        run = result.hosts.get(name)
-        reports.append(NodeReport.from_facts(name, run.reports if run else {},
-                                             unreachable=bool(run and run.unreachable),
-                                             message=run.message if run else "not part of the run"))
+        got = answers.get(name, ExchangeResult(message="not asked"))
+        reports.append(NodeReport.from_facts(name, got.facts, unreachable=got.unreachable, message=got.message))
     health = {row.node: row for row in judge(reports, answer).nodes}
     views = []
     for name, node in sorted(names.items()):
-        run = result.hosts.get(name)
-        facts = run.reports if run is not None else {}
-        converged = facts.get(CONVERGED_FACT)
-        reachable = run is not None and not run.unreachable
+        got = answers.get(name, ExchangeResult())
+        converged = got.facts.get(CONVERGED_FACT)
         views.append(NodeView(
             node=name, region=node.region, health=health.get(name),
-            converged=bool(converged) if converged is not None and reachable else None,
-            drift=tuple(str(d) for d in facts.get(DRIFT_FACT) or ()),
+            converged=converged if isinstance(converged, bool) and not got.unreachable else None,
+            drift=tuple(str(d) for d in as_list(got.facts.get(DRIFT_FACT))),
             interruption=row.interruption if (row := health.get(name)) is not None else "",
         ))
     return views
+
+
+def ask_nodes(ctx: Context, names: dict[str, Node]) -> dict[str, ExchangeResult]:
+    """Every node's exchange at once; a node whose host key changed says so in one line (as Ansible runs do)."""
+    known_hosts = ctx.inventory.known_hosts
+    script = node_script(ctx.inventory.config_digest(), convergence_rule())
+    answers = Exchanges(lambda node: exchange_argv(node, known_hosts, CONTROL_DIR), script).run(names)
+    for name, got in answers.items():
+        if refused(got):
+            answers[name] = ExchangeResult(unreachable=True,
+                                           message=refused_message(name, names[name].instance_id, known_hosts))
+    return answers
 
 
 def observe(ctx: Context) -> tuple[Observation, list[Node]]:
@@ -50,10 +65,10 @@ def observe(ctx: Context) -> tuple[Observation, list[Node]]:
     if survey.actions:
         ctx.inventory.write(nodes)  # a failed read leaves the last inventory as it was
     names = {ctx.host(n): n for n in nodes}
-    result = quiet_ansible_run(ctx, "Watch: observe", list(names), playbook=OBSERVE_PLAYBOOK) if names else None
+    answers = ask_nodes(ctx, names)
     api = ctx.orchestrator_api()
     answer = api.read() if api is not None else None  # after the nodes' checks: the freshest view of them
-    views = node_views(names, result, answer) if result is not None else []
+    views = node_views(names, answers, answer)
     regions = tuple(
         RegionView(region=region, cluster=ctx.fleet.cluster_name(region), wanted=spec.count,
                    action=survey.actions.get(ctx.fleet.cluster_name(region)),
