@@ -223,3 +223,17 @@ def test_template_placement_never_mixes_with_candidates(failover: Fleet) -> None
     resources = render_task(failover, "us-east-1", template)["resources"]
     assert not {"any_of", "cloud", "zone", "infra", "instance_type", "use_spot"} & set(resources)
     assert resources["cpus"] == 2 and len(resources["ordered"]) == 8
+
+
+def test_a_regions_own_image_wins_over_the_defaults(sky: Any, tmp_path: Path) -> None:
+    """AMIs exist in one region only: a fleet spanning regions names one per region (import-legacy does)."""
+    fleet = _write_fleet(
+        tmp_path,
+        {"us-east-1": {"count": 1, "image_id": "ami-0aaaaaaaaaaaaaaaa"}, "eu-central-1": {"count": 1}},
+        {"image_id": "ami-0123456789abcdef0"},
+    )
+    for region, image in (("us-east-1", "ami-0aaaaaaaaaaaaaaaa"), ("eu-central-1", "ami-0123456789abcdef0")):
+        path = tmp_path / f"{region}.yaml"
+        path.write_text(to_yaml(render_task(fleet, region)))
+        (resources,) = sky.Task.from_yaml(str(path)).resources
+        assert resources.image_id == {region: image}

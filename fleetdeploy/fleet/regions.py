@@ -120,6 +120,12 @@ def _check_list(value: object) -> object:
     return value
 
 
+def _check_image_id(value: str | None) -> str | None:
+    if value is not None and (not value or any(c.isspace() for c in value)):
+        raise ValueError("must be a non-empty id without spaces (e.g. ami-0123456789abcdef0)")
+    return value
+
+
 def _either(model: BaseModel, single: str, plural: str) -> None:
     if single in model.model_fields_set and getattr(model, plural) is not None:
         raise _At(plural, f"give either {single} or {plural}, not both")
@@ -139,10 +145,12 @@ class RegionSpec(StrictModel):
     zones: list[str] | None = None
     instance_type: str | None = None
     instance_types: list[str] | None = None
+    image_id: str | None = None  # an AMI exists in one region only: a region's own wins over defaults.image_id
 
     _lists = field_validator("zones", "instance_types", mode="before")(_check_list)
     _instance_type = field_validator("instance_type")(_check_instance_type)
     _instance_types = field_validator("instance_types")(_check_instance_types)
+    _image = field_validator("image_id")(_check_image_id)
 
     @model_validator(mode="after")
     def _one_form(self) -> RegionSpec:
@@ -177,12 +185,7 @@ class DefaultsSpec(StrictModel):
     _instance_type = field_validator("instance_type")(_check_instance_type)
     _instance_types = field_validator("instance_types")(_check_instance_types)
 
-    @field_validator("image_id")
-    @classmethod
-    def _image_id(cls, value: str | None) -> str | None:
-        if value is not None and (not value or any(c.isspace() for c in value)):
-            raise ValueError("must be a non-empty id without spaces (e.g. ami-0123456789abcdef0)")
-        return value
+    _image = field_validator("image_id")(_check_image_id)
 
     @model_validator(mode="after")
     def _capacity(self) -> DefaultsSpec:

@@ -95,8 +95,9 @@ def render_task(fleet: Fleet, region: str, template: JSONObject | None = None) -
     task["resources"] = resources
     resources["disk_size"] = fleet.defaults.disk_size_gb
     resources["labels"] = {"fleet": fleet.name, "region": region}
-    if fleet.defaults.image_id:
-        resources["image_id"] = fleet.defaults.image_id
+    image_id = spec.image_id or fleet.defaults.image_id
+    if image_id:
+        resources["image_id"] = image_id
     else:
         resources.pop("image_id", None)
     # Belt and braces: whatever the template says, these never reach SkyPilot (see node.yaml).
