@@ -25,6 +25,7 @@ from fleetdeploy.operations.options import (
     ExecOptions,
     GlobalOptions,
     HealthOptions,
+    ImportLegacyOptions,
     InventoryOptions,
     LogsOptions,
     OutputFormat,
@@ -169,6 +170,14 @@ def build_parser() -> argparse.ArgumentParser:
                      "(health, orchestrator, versions, price), the last heal and drift events, a day's timeline.")
     report.add_argument("--file", type=Path, metavar="PATH",
                         help="where to write it (default: report.html in the fleet's state dir, as watch does)")
+    legacy = command("import-legacy", "print a fleet file made from the legacy deployer's config.yaml",
+                     "Read the legacy deployer's config (amauo 3.0.x, spot-deployer v1.x) and print a fleet file for "
+                     "it; every setting with no equivalent here is named on stderr. The token stays in its file.")
+    legacy.add_argument("config", type=Path, help="the legacy config.yaml")
+    legacy.add_argument("--files", type=Path, metavar="DIR",
+                        help="the directory holding orchestrator_endpoint and orchestrator_token (default: where "
+                             "the legacy tool keeps them, next to the config)")
+    legacy.add_argument("--name", help="the fleet's name (default: tags.Project, else the config's directory)")
     return parser
 
 
@@ -220,6 +229,8 @@ def options(args: argparse.Namespace) -> tuple[GlobalOptions, CommandOptions]:
         command = WatchOptions(args.interval, args.once, args.metrics_port)
     elif args.command == "report":
         command = ReportOptions(args.file)
+    elif args.command == "import-legacy":
+        command = ImportLegacyOptions(args.config, args.files, args.name)
     elif args.command == "events":
         now = datetime.datetime.now(datetime.UTC)
         command = EventsOptions(parse_since(args.since, now) if args.since else None)

@@ -29,6 +29,7 @@ from fleetdeploy.operations.options import (
     ExecOptions,
     GlobalOptions,
     HealthOptions,
+    ImportLegacyOptions,
     InventoryOptions,
     LogsOptions,
     PlanOptions,
@@ -77,6 +78,11 @@ EXIT_DRIFT = 3
 
 
 def run_command(common: GlobalOptions, options: CommandOptions) -> int:
+    if isinstance(options, ImportLegacyOptions):  # reads a legacy config, not a fleet file
+        from fleetdeploy.migrate.command import import_legacy_command
+
+        return import_legacy_command(options, common.output, make_console(original_stdout()),
+                                     make_console(original_stderr()))
     if isinstance(options, WatchOptions):
         from fleetdeploy.watch.loop import Supervisor
 

@@ -179,13 +179,20 @@ class ReportOptions:
 
 
 @dataclass(frozen=True)
+class ImportLegacyOptions:
+    config: Path  # the legacy deployer's config.yaml
+    files_dir: Path | None = None  # where its orchestrator_endpoint / orchestrator_token are, if not the usual places
+    name: str | None = None  # the fleet's name (default: the config's tags.Project, else its directory's name)
+
+
+@dataclass(frozen=True)
 class EventsOptions:
     since: datetime.datetime | None = None  # only events at or after this time (UTC)
 
 
 CommandOptions = (UpOptions | PlanOptions | StatusOptions | ConfigureOptions | HealthOptions | SshOptions
                   | LogsOptions | ExecOptions | InventoryOptions | DownOptions | WatchOptions | EventsOptions
-                  | ReportOptions)
+                  | ReportOptions | ImportLegacyOptions)
 
 
 def parse_since(text: str, now: datetime.datetime) -> datetime.datetime:

@@ -1,0 +1,1 @@
+"""Moving fleets from the legacy deployer (`deploy.py import-legacy`)."""
