@@ -16,10 +16,12 @@ from typing import NoReturn
 from fleetdeploy.errors import FleetError, InputError, Terminated
 from fleetdeploy.operations.options import (
     DEFAULT_BATCH,
+    DEFAULT_COST_DAYS,
     DEFAULT_JOIN_TIMEOUT_S,
     DEFAULT_LOCK_WAIT_S,
     CommandOptions,
     ConfigureOptions,
+    CostOptions,
     DownOptions,
     EventsOptions,
     ExecOptions,
@@ -170,6 +172,11 @@ def build_parser() -> argparse.ArgumentParser:
                      "(health, orchestrator, versions, price), the last heal and drift events, a day's timeline.")
     report.add_argument("--file", type=Path, metavar="PATH",
                         help="where to write it (default: report.html in the fleet's state dir, as watch does)")
+    cost = command("cost", "what the fleet has cost so far, per cluster and in all",
+                   "Accumulated cost per cluster and for the fleet since launch (within --days): for SkyPilot "
+                   "SkyPilot's own cost report, an estimate at list prices; local nodes cost nothing.")
+    cost.add_argument("--days", type=int, default=DEFAULT_COST_DAYS, metavar="N",
+                      help=f"only the last N days (default {DEFAULT_COST_DAYS})")
     legacy = command("import-legacy", "print a fleet file made from the legacy deployer's config.yaml",
                      "Read the legacy deployer's config (amauo 3.0.x, spot-deployer v1.x) and print a fleet file for "
                      "it; every setting with no equivalent here is named on stderr. The token stays in its file.")
@@ -229,6 +236,8 @@ def options(args: argparse.Namespace) -> tuple[GlobalOptions, CommandOptions]:
         command = WatchOptions(args.interval, args.once, args.metrics_port)
     elif args.command == "report":
         command = ReportOptions(args.file)
+    elif args.command == "cost":
+        command = CostOptions(args.days)
     elif args.command == "import-legacy":
         command = ImportLegacyOptions(args.config, args.files, args.name)
     elif args.command == "events":

@@ -75,10 +75,17 @@ def test_help_answers_without_importing_skypilot() -> None:
 
 def test_every_command_has_help() -> None:
     for command in ("up", "plan", "status", "configure", "health", "ssh", "logs", "exec", "inventory", "down",
-                    "watch", "events", "report"):
+                    "watch", "events", "report", "cost", "import-legacy"):
         result = deploy(command, "--help")
         assert result.returncode == 0, command
         assert "SKY-NOT-IMPORTED" in result.stderr
+
+
+def test_cost_needs_a_positive_window(tmp_path: Path, token_file: Path) -> None:
+    fleet = write_fleet(tmp_path, GOOD)
+    result = deploy("-f", str(fleet), "cost", "--days", "0")
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.splitlines()[0] == "error: --days must be at least 1 (got 0)", result.stderr
 
 
 def test_local_plan_does_not_import_skypilot(tmp_path: Path, token_file: Path) -> None:

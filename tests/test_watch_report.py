@@ -52,6 +52,7 @@ def _state() -> WatchState:
                    NodeSnapshot("demo-i-0cc", "eu-west-1", "healthy", [], "CONNECTED APPROVED", "", "")]
     state.prices = {"us-east-1": 0.0250, "eu-west-1": None}
     state.problems = {"unhealthy:demo-i-0bb": "demo-i-0bb: still unhealthy after configure"}
+    state.cost, state.cost_basis, state.cost_at = 1.2345, "estimate at list prices (SkyPilot's cost report)", NOW - 60
     return state
 
 
@@ -118,3 +119,13 @@ def test_the_page_needs_nothing_from_the_network(dom: Dom) -> None:
 def test_an_empty_state_still_renders(tmp_path: Path) -> None:
     page = render("demo", "local", WatchState(), [], NOW)
     assert "No tick has run yet." in page and "No heal or drift event yet." in page and "No samples yet." in page
+    assert "cost so far: not read yet" in page
+    unreadable = render("demo", "skypilot", WatchState(cost_basis="cannot read SkyPilot's cost report: x"), [], NOW)
+    assert "cost so far: unknown (cannot read SkyPilot&#x27;s cost report: x)" in unreadable
+
+
+def test_the_page_shows_the_cost_so_far(dom: Dom) -> None:
+    text = "".join(dom.text)
+    assert dom.having("p", id="cost")
+    assert ("cost so far: $1.23 over the last 30 days (estimate at list prices (SkyPilot's cost report); as of "
+            f"{iso(NOW - 60)})") in text

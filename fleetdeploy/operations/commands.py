@@ -22,8 +22,10 @@ from fleetdeploy.fleet.model import load_fleet, load_fleet_for_teardown
 from fleetdeploy.operations.context import Context
 from fleetdeploy.operations.lock import Holder, fleet_lock_path, held
 from fleetdeploy.operations.options import (
+    DEFAULT_COST_DAYS,
     CommandOptions,
     ConfigureOptions,
+    CostOptions,
     DownOptions,
     EventsOptions,
     ExecOptions,
@@ -52,6 +54,7 @@ from fleetdeploy.output.render import show
 from fleetdeploy.output.results import (
     ClusterCount,
     ConfigureResult,
+    CostResult,
     DownResult,
     ExecResult,
     InventoryResult,
@@ -187,7 +190,15 @@ def cmd_status(ctx: Context, _options: StatusOptions) -> int:
                       address=f"{n.host}:{n.port}", market="spot" if n.spot else "on-demand",
                       orchestrator=answer.view(ctx.host(n)) if answer else None,
                       interruption=notices.get(ctx.host(n), "")) for n in nodes]
-    result = StatusResult(ctx.fleet.name, clusters, infos, fleet_price, answer.error if answer else "")
+    cost = CostResult.of(ctx.fleet.name, DEFAULT_COST_DAYS, ctx.provider.costs(DEFAULT_COST_DAYS))
+    result = StatusResult(ctx.fleet.name, clusters, infos, fleet_price, answer.error if answer else "", cost)
+    show(ctx.console, result, ctx.output)
+    return 0 if result.ok else 1
+
+
+def cmd_cost(ctx: Context, options: CostOptions) -> int:
+    """Exit 1 when the provider's figures could not be read (the reason is in the output)."""
+    result = CostResult.of(ctx.fleet.name, options.days, ctx.provider.costs(options.days))
     show(ctx.console, result, ctx.output)
     return 0 if result.ok else 1
 
@@ -328,6 +339,9 @@ def cmd_report(ctx: Context, options: ReportOptions) -> int:
     if why:
         ctx.notice(why)
     path = options.file or fleet_dir / REPORT_FILE
+    found = ctx.provider.costs(DEFAULT_COST_DAYS)  # now, not as of the watcher's last reading
+    state.cost, state.cost_basis = (None, found.error) if found.error else (found.total, found.basis)
+    state.cost_at = time.time()
     try:
         write_report(path, ctx.fleet.name, ctx.fleet.provider, state, EventLog(fleet_dir / "events.jsonl"),
                      time.time())
@@ -343,4 +357,5 @@ _COMMANDS: dict[type, Callable[[Context, Any], int]] = {
     HealthOptions: cmd_health, SshOptions: cmd_ssh, LogsOptions: cmd_logs, ExecOptions: cmd_exec,
     InventoryOptions: cmd_inventory, DownOptions: cmd_down, EventsOptions: cmd_events,
     ReportOptions: cmd_report,
+    CostOptions: cmd_cost,
 }

@@ -178,6 +178,18 @@ class ReportOptions:
     file: Path | None = None  # default: report.html in the fleet's state dir (the one `watch` refreshes)
 
 
+DEFAULT_COST_DAYS = 30  # SkyPilot's own default window for its cost report
+
+
+@dataclass(frozen=True)
+class CostOptions:
+    days: int = DEFAULT_COST_DAYS
+
+    def __post_init__(self) -> None:
+        if self.days < 1:
+            raise InputError(f"--days must be at least 1 (got {self.days})")
+
+
 @dataclass(frozen=True)
 class ImportLegacyOptions:
     config: Path  # the legacy deployer's config.yaml
@@ -192,7 +204,7 @@ class EventsOptions:
 
 CommandOptions = (UpOptions | PlanOptions | StatusOptions | ConfigureOptions | HealthOptions | SshOptions
                   | LogsOptions | ExecOptions | InventoryOptions | DownOptions | WatchOptions | EventsOptions
-                  | ReportOptions | ImportLegacyOptions)
+                  | ReportOptions | ImportLegacyOptions | CostOptions)
 
 
 def parse_since(text: str, now: datetime.datetime) -> datetime.datetime:

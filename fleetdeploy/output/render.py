@@ -6,6 +6,7 @@ JSON goes to stdout as one document and nothing else does: progress then goes to
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 from rich.console import Console
@@ -17,6 +18,7 @@ from fleetdeploy.orchestrator.join import JoinResult
 from fleetdeploy.output.progress import print_table, styled
 from fleetdeploy.output.results import (
     ConfigureResult,
+    CostResult,
     DownResult,
     ExecResult,
     InventoryResult,
@@ -132,9 +134,35 @@ def _status(console: Console, result: StatusResult) -> None:
                                    *(ORCHESTRATOR_COLUMNS if with_orchestrator else ())), rows)
     if result.orchestrator_note:
         _plain(console, result.orchestrator_note)
+    if result.cost is not None:
+        _plain(console, cost_line(result.cost))
     for node in (n for n in result.nodes if n.interruption):
         console.print(Text(f"spot interruption notice on {node.node}: {node.interruption} (the watcher's last tick)",
                            style="bold yellow"), highlight=False)
+
+
+def cost_line(result: CostResult) -> str:
+    """`cost so far: $1.23 over the last 30 days (estimate at list prices ...)`, or why there is none."""
+    if result.error:
+        return f"cost so far: unknown ({result.error})"
+    return f"cost so far: ${result.total:.2f} over the last {result.days} days ({result.basis})"
+
+
+def _utc(at: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime(at))
+
+
+def _duration(seconds: float) -> str:
+    hours = seconds / 3600
+    return f"{hours:.1f} h" if hours < 48 else f"{hours / 24:.1f} d"
+
+
+def _cost(console: Console, result: CostResult) -> None:
+    rows = [(c.cluster, c.region, c.nodes, _utc(c.launched_at) if c.launched_at else "-",
+             _duration(c.up_seconds), f"${c.cost:.2f}") for c in result.clusters]
+    print_table(console, f"Cost of fleet '{result.fleet}'", ("cluster", "region", "nodes", "last launched",
+                                                               "up (in the window)", "cost so far"), rows)
+    _plain(console, cost_line(result))
 
 
 def _plan(console: Console, result: PlanResult) -> None:
@@ -197,5 +225,6 @@ _TABLES: dict[type, Any] = {
     RollingResult: _rolling,
     InventoryResult: _inventory,
     ExecResult: _exec,
+    CostResult: _cost,
     DownResult: lambda console, result: _outcomes(console, result.clusters),
 }

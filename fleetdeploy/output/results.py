@@ -15,7 +15,7 @@ from fleetdeploy.health.verdict import Health, HealthResult
 from fleetdeploy.jsondoc import JSON
 from fleetdeploy.orchestrator.api import OrchestratorView
 from fleetdeploy.orchestrator.join import JoinResult
-from fleetdeploy.providers.base import ClusterOutcome
+from fleetdeploy.providers.base import ClusterCost, ClusterOutcome, FleetCost
 from fleetdeploy.runs.runner import NodeState
 
 
@@ -87,10 +87,31 @@ class StatusResult:
     nodes: list[NodeInfo]
     fleet_price: str | None
     orchestrator_note: str = ""
+    cost: CostResult | None = None
 
     @property
     def ok(self) -> bool:
         return all(c.ok for c in self.clusters)
+
+
+@dataclass(frozen=True)
+class CostResult:
+    """`cost`, and the cost line of `status`: what the fleet has cost in the last `days` days."""
+
+    fleet: str
+    days: int
+    clusters: list[ClusterCost]
+    total: float
+    basis: str  # what the figures are (an estimate at list prices, or nothing billed)
+    error: str = ""  # why there are no figures
+
+    @property
+    def ok(self) -> bool:
+        return not self.error
+
+    @classmethod
+    def of(cls, fleet: str, days: int, found: FleetCost) -> CostResult:
+        return cls(fleet, days, list(found.clusters), round(found.total, 4), found.basis, found.error)
 
 
 @dataclass(frozen=True)

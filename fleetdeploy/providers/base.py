@@ -136,6 +136,31 @@ class FleetPrices:
         return next((c for c in self.clusters if c.cluster == cluster), None)
 
 
+@dataclass(frozen=True)
+class ClusterCost:
+    """What one cluster has cost so far (within the report's window)."""
+
+    cluster: str
+    region: str
+    nodes: int  # nodes of its last launch
+    launched_at: float | None  # epoch seconds of its last launch; None: never launched in the window
+    up_seconds: float  # how long it ran within the window (every launch of the name added up)
+    cost: float  # dollars
+
+
+@dataclass(frozen=True)
+class FleetCost:
+    """What the fleet has cost so far: per cluster, in all, and on what basis (never presented as a bill)."""
+
+    clusters: tuple[ClusterCost, ...]
+    basis: str  # e.g. "estimate at list prices (SkyPilot's cost report)"
+    error: str = ""  # why there are no figures (one line); then `clusters` is empty
+
+    @property
+    def total(self) -> float:
+        return sum(c.cost for c in self.clusters)
+
+
 def format_price(per_hour: float | None, unknown: str | None = None) -> str:
     """`$0.0375/h`, or `price unknown (<reason>)`."""
     if per_hour is None:
@@ -193,4 +218,8 @@ class Provider(Protocol):
 
     def prices(self) -> FleetPrices | None:
         """Hourly prices from local data only (never a cloud call); None when nothing is billed."""
+        ...
+
+    def costs(self, days: int) -> FleetCost:
+        """What the fleet's clusters have cost in the last `days` days (a failure to read is in `error`)."""
         ...

@@ -25,7 +25,7 @@ from fleetdeploy.errors import InputError, Terminated
 from fleetdeploy.fleet.model import Fleet, load_fleet
 from fleetdeploy.operations.context import Context
 from fleetdeploy.operations.lock import LockBusy, fleet_lock_path, held, watcher_lock_path
-from fleetdeploy.operations.options import OutputFormat, WatchOptions
+from fleetdeploy.operations.options import DEFAULT_COST_DAYS, OutputFormat, WatchOptions
 from fleetdeploy.paths import state_dir
 from fleetdeploy.providers.base import ActionKind
 from fleetdeploy.providers.registry import LOCAL_PROVIDER
@@ -40,6 +40,7 @@ from fleetdeploy.watch.report import REPORT_FILE, write_report
 from fleetdeploy.watch.state import WatchState, load_state, save_state
 
 FAILED_ALERTS = frozenset({AlertKind.HEAL_FAILED, AlertKind.CONFIGURE_FAILED})
+COST_REFRESH_S = 600
 
 
 @dataclass(frozen=True)
@@ -183,10 +184,20 @@ class Supervisor:
                          time.time())
         return TickResult(well, f"tick {self.state.ticks}: {line} ({time.monotonic() - started:.1f} s)")
 
+    def _refresh_cost(self, ctx: Context, now: float) -> None:
+        """The fleet's cost so far for the report page, read at most every COST_REFRESH_S (SkyPilot reads it from
+        its API server; the figure moves slowly)."""
+        if now - self.state.cost_at < COST_REFRESH_S:
+            return
+        found = ctx.provider.costs(DEFAULT_COST_DAYS)
+        self.state.cost_at = now
+        self.state.cost, self.state.cost_basis = (None, found.error) if found.error else (found.total, found.basis)
+
     def _observe_decide_act(self, ctx: Context, now: float) -> tuple[str, bool]:
         spec = self.fleet.watch
         observation, nodes = observe(ctx)
         decision, self.state = decide(observation, spec, self.state, self.random.random())
+        self._refresh_cost(ctx, now)
         self._publish(decision.alerts, now)
         save_state(self.dir / "watch-state.json", self.state)  # before acting: a launch counts even if we die in it
         for note in decision.notes:

@@ -13,6 +13,7 @@ from collections import deque
 from collections.abc import Iterable
 from pathlib import Path
 
+from fleetdeploy.operations.options import DEFAULT_COST_DAYS
 from fleetdeploy.private_files import write_private
 from fleetdeploy.watch.events import Event, EventLog, iso
 from fleetdeploy.watch.state import HISTORY_SECONDS, WatchState
@@ -39,6 +40,13 @@ def _e(value: object) -> str:
 
 def _price(value: float | None) -> str:
     return "-" if value is None else f"${value:.4f}/h"
+
+
+def _cost(state: WatchState) -> str:
+    if state.cost is None:
+        return f"cost so far: unknown ({state.cost_basis})" if state.cost_basis else "cost so far: not read yet"
+    return (f"cost so far: ${state.cost:.2f} over the last {DEFAULT_COST_DAYS} days ({state.cost_basis}; "
+            f"as of {iso(state.cost_at)})")
 
 
 def _regions(state: WatchState) -> str:
@@ -132,6 +140,7 @@ def render(fleet: str, provider: str, state: WatchState, events: Iterable[Event]
 <h1 id="title">Fleet {_e(fleet)}</h1>
 <p class="meta">provider {_e(provider)} &middot; page written {_e(iso(now))} &middot; last good tick {_e(last)}
  &middot; {state.ticks} tick(s)</p>
+<p class="meta" id="cost">{_e(_cost(state))}</p>
 <h2>Open problems</h2>
 {f'<ul id="problems">{problems}</ul>' if problems else '<p class="empty" id="problems">None.</p>'}
 <h2>Regions</h2>

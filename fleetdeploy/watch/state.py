@@ -65,6 +65,9 @@ class WatchState:
     prices: dict[str, float | None] = field(default_factory=dict)  # region -> $/h as wanted (None: unknown)
     last_good_tick: float = 0.0
     ticks: int = 0
+    cost: float | None = None  # dollars so far (the provider's figure), None: not read yet or unreadable
+    cost_basis: str = ""  # what `cost` is, e.g. an estimate at list prices
+    cost_at: float = 0.0  # when `cost` was read
 
     def region(self, name: str) -> RegionMemory:
         return self.regions.setdefault(name, RegionMemory())

@@ -141,6 +141,10 @@ def test_2b_operator_commands_reach_the_nodes(fleet: Fleet) -> None:
     _, status = fleet.json("status")
     assert sorted(n["node"] for n in status["nodes"]) == sorted(fleet.host(i) for i, _ in nodes)
     assert all(c["up"] == c["wanted"] for c in status["clusters"]) and status["ok"] is True
+    cost = status["cost"]  # local nodes cost nothing, but their clusters and launch times are known
+    assert cost["basis"] == "local nodes cost nothing" and cost["total"] == 0 and cost["error"] == "", cost
+    assert {c["region"]: c["nodes"] for c in cost["clusters"]} == {c["region"]: c["wanted"] for c in status["clusters"]}
+    assert all(c["cost"] == 0 and c["up_seconds"] > 0 and c["launched_at"] > 0 for c in cost["clusters"]), cost
 
     ssh = fleet.deploy("ssh", instance_id, "cat", "/etc/hostname")
     assert ssh.returncode == 0 and ssh.stdout.strip() == fleet.host(instance_id), ssh.stdout + ssh.stderr

@@ -149,6 +149,25 @@ def test_02_status_counts_nodes_per_cluster(world: SkyWorld, three: Path) -> Non
                                "region": region, "zone": f"{region}a", "address": f"127.0.0.1:{box.port}",
                                "market": "spot", "orchestrator": None,  # no orchestrator.api here
                                "interruption": ""}, nodes[name]  # no watcher has seen a spot notice
+    # SkyPilot's own cost report: the seeded launches, this fleet's clusters only (not the other fleet's).
+    cost = data["cost"]
+    assert cost["basis"] == "estimate at list prices (SkyPilot's cost report)" and cost["error"] == "", cost
+    assert {c["cluster"]: c["nodes"] for c in cost["clusters"]} == {
+        world.cluster("us-east-1"): 2, world.cluster("us-east-2"): 2}, cost
+
+
+def test_02b_cost_is_skypilots_estimate_from_the_catalog_price(world: SkyWorld, three: Path) -> None:
+    result = world.deploy(three, "cost", "--days", "7", "-o", "json")
+    assert result.returncode == 0, _ok(result)
+    data = _json(result)
+    assert data["days"] == 7 and data["ok"] is True, data
+    for cluster in data["clusters"]:
+        # 2 nodes x the seeded catalog's t3.medium spot price (0.0125 $/h) x the time since the seeded launch.
+        assert cluster["up_seconds"] > 0 and cluster["launched_at"] > 0, cluster
+        assert cluster["cost"] == pytest.approx(2 * 0.0125 * cluster["up_seconds"] / 3600, rel=0.05), cluster
+    assert data["total"] == pytest.approx(sum(c["cost"] for c in data["clusters"]), abs=1e-4)
+    table = world.deploy(three, "cost")
+    assert table.returncode == 0 and "cost so far: $" in table.stdout and "estimate at list prices" in table.stdout
 
 
 def test_03_health_before_any_configure_reports_every_node_as_not_configured(world: SkyWorld, three: Path) -> None:

@@ -6,7 +6,9 @@ Secrets never go through here as arguments: `exec_script` passes data on stdin.
 
 from __future__ import annotations
 
+import datetime
 import json
+import re
 import shutil
 import subprocess
 from collections.abc import Mapping, Sequence
@@ -158,6 +160,16 @@ class DockerCli:
 
     def pull(self, image: str, timeout: float) -> None:
         self.run(["pull", image], timeout=timeout)
+
+
+def created_at(text: str) -> float | None:
+    """Epoch seconds of Docker's `Created` (RFC 3339 with nanoseconds, e.g. 2026-12-06T15:08:19.123456789Z)."""
+    match = re.fullmatch(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)", text.strip())
+    if match is None:
+        return None
+    whole, fraction, zone = match.groups()
+    stamp = datetime.datetime.fromisoformat(whole + ("+00:00" if zone == "Z" else zone))
+    return stamp.timestamp() + float(f"0.{fraction}" if fraction else 0)
 
 
 def _container(rec: JSONMapping) -> Container:

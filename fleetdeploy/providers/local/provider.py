@@ -28,16 +28,18 @@ from fleetdeploy.orchestrator.api import LOCAL_NOT_RUNNING
 from fleetdeploy.providers.base import (
     ActionKind,
     ClusterAction,
+    ClusterCost,
     ClusterOutcome,
     ClusterPlan,
     FailureKind,
+    FleetCost,
     Node,
     Outcome,
     ProgressCallback,
     Provider,
     Survey,
 )
-from fleetdeploy.providers.local.docker import DockerCli, DockerError
+from fleetdeploy.providers.local.docker import DockerCli, DockerError, created_at
 from fleetdeploy.providers.local.image import ensure_node_image, ensure_service_images
 from fleetdeploy.providers.local.orchestrator import LocalOrchestrator
 from fleetdeploy.runs.ssh import NODE_USER, known_hosts_file, ssh_argv
@@ -50,6 +52,7 @@ LABEL_ROLE = "fleetdeploy.role"
 LABEL_REGION = "fleetdeploy.region"
 LABEL_CLUSTER = "fleetdeploy.cluster"
 LABEL_INSTANCE = "fleetdeploy.instance-id"
+LOCAL_COST_BASIS = "local nodes cost nothing"
 SSH_PORT = "22/tcp"
 
 # The host here lacks CAP_SYS_RESOURCE, so --privileged fails: grant every other capability instead (facts.md: Docker).
@@ -141,6 +144,24 @@ class LocalProvider:
     def prices(self) -> None:
         """Nothing is billed."""
         return None
+
+    def costs(self, days: int) -> FleetCost:
+        """Nothing is billed: each cluster's nodes as running now, since its oldest node was created."""
+        docker = DockerCli()
+        try:
+            docker.check_engine()
+            containers = docker.containers(self._labels("node"), running_only=True)
+        except DockerError as exc:
+            return FleetCost((), LOCAL_COST_BASIS, error=str(exc))
+        now, clusters = time.time(), []
+        for region in sorted(self.fleet.regions):
+            created = sorted(t for c in containers if c.labels.get(LABEL_REGION) == region
+                             and (t := created_at(c.created)) is not None)
+            if created:
+                started = max(created[0], now - days * 86400)
+                clusters.append(ClusterCost(self.fleet.cluster_name(region), region, len(created), created[0],
+                                            now - started, 0.0))
+        return FleetCost(tuple(clusters), LOCAL_COST_BASIS)
 
     def orchestrator_api_url(self) -> str | None:
         """The local orchestrator's API as published on this machine's loopback (None when it is not running)."""

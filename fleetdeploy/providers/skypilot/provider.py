@@ -25,6 +25,7 @@ from fleetdeploy.providers.base import (
     ClusterPlan,
     ClusterPrice,
     FailureKind,
+    FleetCost,
     FleetPrices,
     Node,
     Outcome,
@@ -32,6 +33,7 @@ from fleetdeploy.providers.base import (
     Provider,
     Survey,
 )
+from fleetdeploy.providers.skypilot.costs import BASIS, costs_from_report
 from fleetdeploy.providers.skypilot.pricing import region_prices
 from fleetdeploy.providers.skypilot.project_config import install_project_config
 from fleetdeploy.providers.skypilot.task import candidates, render_task, to_yaml
@@ -231,6 +233,15 @@ class SkyPilotProvider:
         clusters = tuple(ClusterPrice(self._fleet.cluster_name(r.region), r.per_region_hour,
                                       str(r.unknown) if r.unknown else None) for r in found.regions)
         return FleetPrices(clusters, found.per_hour, str(found.unknown) if found.unknown else None)
+
+    def costs(self, days: int) -> FleetCost:
+        """SkyPilot's cost report for this fleet's clusters (a local API-server call: its own records and catalog)."""
+        try:
+            with self._sdk() as sky:
+                records = sky.get(sky.cost_report(days=days))
+        except Exception as exc:  # noqa: BLE001 - shown as the reason there are no figures
+            return FleetCost((), BASIS, error=f"cannot read SkyPilot's cost report: {describe_error(None, exc)}")
+        return costs_from_report(records, self._names())
 
     def plan(self) -> list[ClusterPlan]:
         """What `up` would ask SkyPilot for, and what it would do to each cluster as SkyPilot's state stands.
