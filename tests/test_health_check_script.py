@@ -413,3 +413,20 @@ def test_a_notice_is_reported_beside_the_verdict(hc: ModuleType, node: tuple[Fak
     status = json.loads(capsys.readouterr().out)
     assert rc == 0 and status["healthy"] is True, status  # the node still works: the notice fails no check
     assert status["interruption"] == {"action": "terminate", "time": "2026-12-06T10:02:00Z"}
+
+
+@pytest.mark.parametrize("state", ["inactive", "failed"])
+def test_a_stopped_engine_is_reported_and_never_asked(hc: ModuleType, tmp_path: Path, state: str) -> None:
+    """docker.socket would start the engine on any docker call: the check asks systemd first."""
+    systemctl = tmp_path / "systemctl"
+    systemctl.write_text(f"#!/bin/sh\n[ \"$*\" = 'show --property=ActiveState --value docker.service' ] && echo {state}\n")
+    systemctl.chmod(0o755)
+    docker = tmp_path / "docker"
+    docker.write_text(f"#!/bin/sh\ntouch {tmp_path / 'docker-was-called'}\nexit 1\n")
+    docker.chmod(0o755)
+    settings = _settings(hc, tmp_path, "http://127.0.0.1:9", str(docker), systemctl_command=str(systemctl))
+    checks = {c.name: c for c in hc.run_checks(settings, sleep=lambda _: None)}
+    assert checks["docker"].detail == f"engine stopped (docker.service {state})" and not checks["docker"].ok
+    assert checks["container:bacalhau"].detail == checks["container:sensor"].detail == "engine stopped"
+    assert not (tmp_path / "docker-was-called").exists()
+    assert hc.engine_state(dataclasses.replace(settings, systemctl_command=str(tmp_path / "none"))) == ""

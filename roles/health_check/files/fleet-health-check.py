@@ -33,6 +33,7 @@ class Settings:
     status_file: str = "/var/lib/fleet-health/status.json"
     log_file: str = "/var/log/fleet-health.log"
     docker_command: str = "docker"
+    systemctl_command: str = "systemctl"
     containers: Sequence[str] = ("bacalhau", "sensor")
     bacalhau_api_url: str = "http://127.0.0.1:1234"
     bacalhau_orchestrators: Sequence[str] = ()
@@ -79,7 +80,24 @@ def _run(command: List[str], timeout: float) -> subprocess.CompletedProcess:
     return subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False)
 
 
-def check_docker(settings: Settings) -> Check:
+# systemd ActiveStates of an engine that is not running and not on its way up.
+ENGINE_STOPPED = ("inactive", "failed", "deactivating")
+
+
+def engine_state(settings: Settings) -> str:
+    """systemd's ActiveState of docker.service, or "" when systemd cannot say (no systemd here)."""
+    try:
+        result = _run([settings.systemctl_command, "show", "--property=ActiveState", "--value", "docker.service"],
+                      settings.command_timeout_seconds)
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+    return result.stdout.strip() if result.returncode == 0 else ""
+
+
+def check_docker(settings: Settings, state: str = "") -> Check:
+    # A docker call would start a stopped engine again through docker.socket: a health check must change nothing.
+    if state in ENGINE_STOPPED:
+        return Check("docker", False, "engine stopped (docker.service {0})".format(state))
     try:
         result = _run(
             [settings.docker_command, "info", "--format", "{{.ServerVersion}}"], settings.command_timeout_seconds
@@ -258,8 +276,12 @@ def run_checks(settings: Settings, sleep: Callable[[float], None] = time.sleep) 
     # The readings interval overlaps the other checks, so a run takes about max(interval, checks).
     started = time.monotonic()
     first, first_error = _sample(settings.sensor_db_path)
-    checks = [check_docker(settings)]
-    checks.extend(check_container(settings, name) for name in settings.containers)
+    engine = engine_state(settings)
+    checks = [check_docker(settings, engine)]
+    if engine in ENGINE_STOPPED:
+        checks.extend(Check("container:{0}".format(name), False, "engine stopped") for name in settings.containers)
+    else:
+        checks.extend(check_container(settings, name) for name in settings.containers)
     checks.append(check_bacalhau_alive(settings))
     checks.append(check_bacalhau_config(settings))
     checks.append(check_sensor_status(settings))
