@@ -85,10 +85,17 @@ def test_a_node_never_configured(tmp_path: Path) -> None:
 
 def test_no_python_on_the_node_is_not_known_converged_but_health_is_read(tmp_path: Path) -> None:
     script = node_script("d1", _rule(tmp_path), _health_script(tmp_path, 0, {"healthy": True}))
-    done = _run_locally(script.replace("python3 - <<", "no-such-python3 - <<", 1))
+    done = _run_locally(script.replace("/usr/bin/python3 - ", "/no/such/python3 - ", 1))
     result = parse_answer(done.returncode, done.stdout, done.stderr)
     assert "fleet_report_converged" not in result.facts
     assert result.facts["fleet_report_health_status"] == {"healthy": True}
+
+
+def test_a_failing_check_is_reported_with_its_own_words_not_the_probes(tmp_path: Path) -> None:
+    script = node_script("d1", _rule(tmp_path), _health_script(tmp_path, 2, None))
+    done = _run_locally(script.replace("/usr/bin/python3 - ", "/no/such/python3 - ", 1))
+    result = parse_answer(done.returncode, done.stdout, done.stderr)
+    assert result.facts["fleet_report_health_error"] == "exit 2: settings.json: bad"
 
 
 def test_ssh_failing_is_unreachable_with_its_last_line() -> None:
@@ -96,6 +103,11 @@ def test_ssh_failing_is_unreachable_with_its_last_line() -> None:
     assert result.unreachable and result.message == "ssh: connect to host 127.0.0.1 port 2: Connection refused"
     cut = parse_answer(1, "", "sudo: a password is required\n")
     assert not cut.unreachable and cut.facts == {"fleet_report_health_error": "exit 1: sudo: a password is required"}
+    lost = parse_answer(255, '{"converged": true, "drift": []}\nFLEET-EXCHANGE-HEALTH-FOLLOWS\n{"heal',
+                        "Connection to 127.0.0.1 closed by remote host.\n")
+    assert lost.unreachable and lost.message == "Connection to 127.0.0.1 closed by remote host."
+    odd = parse_answer(0, "{}\nFLEET-EXCHANGE-HEALTH-FOLLOWS\nFLEET-EXCHANGE-HEALTH-RC=x\n", "")
+    assert odd.facts == {"fleet_report_health_error": "exit -1: FLEET-EXCHANGE-HEALTH-RC=x"}
 
 
 def test_exchanges_run_in_parallel_and_a_cancel_kills_them(tmp_path: Path) -> None:
@@ -113,9 +125,11 @@ def test_exchanges_run_in_parallel_and_a_cancel_kills_them(tmp_path: Path) -> No
     assert all(a.facts["fleet_report_not_configured"] is True for a in answers.values())
 
 
-def test_an_exchange_past_its_timeout_is_ended() -> None:
+def test_an_exchange_past_its_timeout_is_ended_and_one_nodes_trouble_stays_its_own() -> None:
     answers = Exchanges(lambda node: ["sleep", "30"], "", timeout_s=0.5).run({"n": NODE})
-    assert answers["n"].facts == {"fleet_report_health_error": "no answer within 0.5 s"}
+    assert answers["n"].unreachable and answers["n"].message == "no answer within 0.5 s"
+    broken = Exchanges(lambda node: ["/no/such/program"], "").run({"a": NODE, "b": NODE})
+    assert all(a.facts["fleet_report_health_error"].startswith("exchange failed: ") for a in broken.values())
 
 
 @pytest.mark.parametrize("rc", [0, 1])

@@ -40,8 +40,11 @@ DRIFT_FACT = "fleet_report_drift"
 # Between the probe's answer and the health check's in the node's output.
 _SEPARATOR = "FLEET-EXCHANGE-HEALTH-FOLLOWS"
 _HEALTH_RC = "FLEET-EXCHANGE-HEALTH-RC="
+NODE_PYTHON = "/usr/bin/python3"
 MAX_PARALLEL = 50
 TIMEOUT_S = 120.0  # the health check's readings check waits up to its interval; a hung node must not hold a tick
+CONNECT_TIMEOUT_S = 20  # as ansible.cfg's timeout: a busy spot node is slow to finish the handshake
+SSH_FAILED = 255  # ssh's own exit code: the connection failed or was lost
 
 
 @dataclass(frozen=True)
@@ -64,20 +67,22 @@ def node_script(digest: str, rule: JSONObject, health_script: str = DEFAULT_SCRI
               "base_roles": rule["fleet_base_roles"]}
     probe = STATE_SOURCE.read_text(encoding="utf-8") + f"\nprobe({json.dumps(params)!r})\n"
     quoted = shlex.quote(health_script)
-    # The heredoc's quoted delimiter keeps the shell away from the probe's text; the health check gets no stdin
-    # (the rest of this script is still arriving there).
-    return (f"python3 - <<'FLEET_PROBE_END'\n{probe}FLEET_PROBE_END\n"
+    # The heredoc's quoted delimiter keeps the shell away from the probe's text, and the probe's errors stay in its
+    # half of the answer; the health check gets no stdin (the rest of this script is still arriving there). The
+    # interpreter is the inventory's ansible_python_interpreter, as the fleet_convergence plugin uses.
+    return (f"{NODE_PYTHON} - 2>&1 <<'FLEET_PROBE_END'\n{probe}FLEET_PROBE_END\n"
             f"echo; echo {_SEPARATOR}\n"
             f"if [ -x {quoted} ]; then {quoted} --json </dev/null; rc=$?; echo; echo \"{_HEALTH_RC}$rc\"; "
             f"else echo {NOT_CONFIGURED}; fi\n")
 
 
 def parse_answer(returncode: int, stdout: str, stderr: str) -> ExchangeResult:
-    """The facts from one node's output. ssh's own failure (exit 255 before the separator) is unreachable."""
+    """The facts from one node's output. ssh's own failure (exit 255: not connected, or the connection lost) is
+    unreachable, as Ansible would say."""
+    if returncode == SSH_FAILED:
+        lines = [line for line in stderr.splitlines() if line.strip()]
+        return ExchangeResult(unreachable=True, message=" ".join(lines[-1].split()) if lines else "ssh failed")
     if _SEPARATOR not in stdout:
-        if returncode == 255:
-            lines = [line for line in stderr.splitlines() if line.strip()]
-            return ExchangeResult(unreachable=True, message=" ".join(lines[-1].split()) if lines else "ssh failed")
         detail = " ".join((stderr.strip().splitlines() or ["no output"])[-1].split())
         return ExchangeResult(facts={"fleet_report_health_error": f"exit {returncode}: {detail}"[:400]})
     probe_text, health_text = stdout.split(_SEPARATOR, 1)
@@ -91,7 +96,7 @@ def parse_answer(returncode: int, stdout: str, stderr: str) -> ExchangeResult:
         facts[DRIFT_FACT] = verdict.get("drift") or []
     lines = health_text.strip().splitlines()
     health_rc = -1  # no exit code printed: the check was cut short
-    if lines and lines[-1].startswith(_HEALTH_RC):
+    if lines and lines[-1].startswith(_HEALTH_RC) and lines[-1][len(_HEALTH_RC):].isdigit():
         health_rc = int(lines.pop()[len(_HEALTH_RC):])
     facts.update(facts_from(health_rc, "\n".join(lines), stderr))
     return ExchangeResult(facts=facts)
@@ -112,8 +117,8 @@ class Exchanges:
         if not nodes:
             return {}
         with ThreadPoolExecutor(max_workers=min(MAX_PARALLEL, len(nodes))) as pool:
-            futures = {name: pool.submit(self._one, node) for name, node in nodes.items()}
             try:
+                futures = {name: pool.submit(self._one, node) for name, node in nodes.items()}
                 return {name: future.result() for name, future in futures.items()}
             except BaseException:
                 self.cancel()
@@ -126,6 +131,12 @@ class Exchanges:
                 _kill(process)
 
     def _one(self, node: Node) -> ExchangeResult:
+        try:
+            return self._ask(node)
+        except Exception as exc:  # noqa: BLE001 - one node's trouble is that node's, never the whole tick's
+            return ExchangeResult(facts={"fleet_report_health_error": f"exchange failed: {exc}"[:400]})
+
+    def _ask(self, node: Node) -> ExchangeResult:
         if self._cancelled.is_set():
             return ExchangeResult(message="cancelled")
         # A session of its own: a cancel ends whatever the command started too (an SSH master detaches by itself).
@@ -140,7 +151,7 @@ class Exchanges:
         except subprocess.TimeoutExpired:
             _kill(process)
             process.communicate()
-            return ExchangeResult(facts={"fleet_report_health_error": f"no answer within {self._timeout_s:g} s"})
+            return ExchangeResult(unreachable=True, message=f"no answer within {self._timeout_s:g} s")
         finally:
             with self._lock:
                 self._running.discard(process)
@@ -163,7 +174,7 @@ def exchange_argv(node: Node, known_hosts: Path, control_dir: Path) -> list[str]
                     known_hosts=known_hosts, user=node.user, batch=True)
     # A master per node outlives the tick (as Ansible's do), so the next tick costs no key exchange.
     multiplex = ["-o", "ControlMaster=auto", "-o", "ControlPersist=120s", "-o", f"ControlPath={control_dir}/%C",
-                 "-o", "ServerAliveInterval=15"]
+                 "-o", "ServerAliveInterval=15", "-o", f"ConnectTimeout={CONNECT_TIMEOUT_S}"]
     return [argv[0], *multiplex, *argv[1:]]
 
 

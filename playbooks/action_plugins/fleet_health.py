@@ -14,10 +14,8 @@ from __future__ import annotations
 import shlex
 from typing import Any
 
-from ansible.errors import AnsibleConnectionFailure, AnsibleError
+from ansible.errors import AnsibleActionFail, AnsibleConnectionFailure, AnsibleError
 from ansible.plugins.action import ActionBase
-
-from fleetdeploy.health.exchange import DEFAULT_SCRIPT, NOT_CONFIGURED, facts_from
 
 
 class ActionModule(ActionBase):
@@ -26,6 +24,12 @@ class ActionModule(ActionBase):
 
     def run(self, tmp: Any = None, task_vars: dict[str, Any] | None = None) -> dict[str, Any]:
         result = super().run(tmp, task_vars or {})
+        try:
+            from fleetdeploy.health.exchange import DEFAULT_SCRIPT, NOT_CONFIGURED, facts_from
+        except ImportError as error:
+            raise AnsibleActionFail(
+                f"fleetdeploy is not importable ({error}): run ansible-playbook from the project's venv "
+                "(.venv/bin/ansible-playbook, after pip install -e .)") from None
         unknown = set(self._task.args) - {"script"}
         if unknown:
             result.update(failed=True, msg=f"unsupported parameters: {', '.join(sorted(unknown))}")
