@@ -8,7 +8,7 @@ import re
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, JsonValue, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from fleetdeploy.errors import InputError
 from fleetdeploy.fleet.files import check_readable_file, resolve_path
@@ -246,7 +246,7 @@ class Fleet(FleetIdentity):
     local: LocalSpec = Field(default_factory=LocalSpec)
     watch: WatchSpec = Field(default_factory=WatchSpec)
     # Overrides of role variables (roles/*/meta/argument_specs.yml), e.g. bacalhau_heartbeat_interval: 30s.
-    role_vars: dict[str, JsonValue] = Field(default_factory=dict)
+    role_vars: dict[str, object] = Field(default_factory=dict)
 
     @field_validator("labels")
     @classmethod
@@ -262,7 +262,7 @@ class Fleet(FleetIdentity):
 
     @field_validator("role_vars")
     @classmethod
-    def _role_vars(cls, value: dict[str, JsonValue]) -> dict[str, JsonValue]:
+    def _role_vars(cls, value: dict[str, object]) -> dict[str, object]:
         known = role_options()
         for key in value:
             if key not in known:

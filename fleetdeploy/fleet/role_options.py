@@ -7,7 +7,7 @@ from pathlib import Path
 
 import yaml
 
-from fleetdeploy.jsondoc import JSON, JSONObject, as_object
+from fleetdeploy.jsondoc import JSONObject, as_object
 from fleetdeploy.paths import ROLES_DIR
 
 # Written by the inventory from the fleet file's own keys: overriding them in role_vars would split one setting
@@ -35,7 +35,7 @@ def role_options(roles_dir: Path = ROLES_DIR) -> frozenset[str]:
     return frozenset(option_specs(roles_dir))
 
 
-def value_problem(key: str, value: JSON, roles_dir: Path = ROLES_DIR) -> str | None:
+def value_problem(key: str, value: object, roles_dir: Path = ROLES_DIR) -> str | None:
     """Why `value` is not what the role's argument spec accepts for `key` (checked with Ansible's own validator, as
     the role would on a node after launch), or None. The message never repeats the value."""
     if isinstance(value, str) and "{{" in value:

@@ -236,6 +236,8 @@ def to_json(result: object) -> JSON:
         return to_json(result.value)
     if isinstance(result, list | tuple):
         return [to_json(item) for item in result]
+    if isinstance(result, set | frozenset):
+        return [to_json(item) for item in sorted(result, key=str)]
     if isinstance(result, dict):
         return {str(k): to_json(v) for k, v in result.items()}
     if result is None or isinstance(result, str | int | float | bool):

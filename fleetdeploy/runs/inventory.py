@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from pathlib import Path
+from typing import cast
 
 import yaml
 
@@ -118,7 +119,8 @@ def build_inventory(
     }
     variables = fleet_vars(fleet)
     variables.update(extra_vars or {})
-    variables.update(fleet.role_vars)
+    # role_vars are the fleet file's YAML values (a date stays a date): they go back out as YAML, untouched.
+    variables.update(cast(JSONObject, fleet.role_vars))
     variables["fleet_config_digest"] = _digest(fleet, variables, roles_digest)
     return {"all": {"children": {f"fleet_{fleet_id}": {"vars": variables, "children": children}}}}
 
