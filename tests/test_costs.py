@@ -40,13 +40,26 @@ def test_missing_or_odd_fields_count_as_nothing() -> None:
                                 "total_cost": "0.5"}], NAMES)
     (only,) = found.clusters
     assert (only.launched_at, only.up_seconds, only.nodes, only.cost) == (None, 0.0, 0, 0.0)
+    assert found.total == 0.0 and found.summary() == (0.0, BASIS)
+
+
+def test_a_cluster_skypilot_could_not_price_is_unknown_and_so_is_the_total() -> None:
+    """SkyPilot writes total_cost 0.0 when pricing fails (no AWS credentials for its catalog's zone names)."""
+    found = costs_from_report([_record("demo-us-east-1", 1_000, 7_200, 2, 0.0),
+                               _record("demo-eu-west-1", 5_000, 3_600, 1, 0.0104)], NAMES)
+    by_name = {c.cluster: c for c in found.clusters}
+    assert by_name["demo-us-east-1"].cost is None and by_name["demo-eu-west-1"].cost == 0.0104
+    assert found.total is None and found.unknown.startswith("demo-us-east-1: not priced by SkyPilot")
+    assert found.summary() == (None, found.unknown)
+    result = CostResult.of("demo", 30, found)
+    assert not result.ok and result.total is None and result.unknown == found.unknown
 
 
 def test_the_result_keeps_the_reason_when_there_are_no_figures() -> None:
     from fleetdeploy.providers.base import FleetCost
 
     result = CostResult.of("demo", 30, FleetCost((), BASIS, error="cannot read SkyPilot's cost report: down"))
-    assert not result.ok and result.total == 0 and result.clusters == []
+    assert not result.ok and result.total is None and result.clusters == []
 
 
 def test_docker_creation_times() -> None:

@@ -197,7 +197,7 @@ def cmd_status(ctx: Context, _options: StatusOptions) -> int:
 
 
 def cmd_cost(ctx: Context, options: CostOptions) -> int:
-    """Exit 1 when the provider's figures could not be read (the reason is in the output)."""
+    """Exit 1 when the figures could not be read or priced (the reason is in the output)."""
     result = CostResult.of(ctx.fleet.name, options.days, ctx.provider.costs(options.days))
     show(ctx.console, result, ctx.output)
     return 0 if result.ok else 1
@@ -340,7 +340,7 @@ def cmd_report(ctx: Context, options: ReportOptions) -> int:
         ctx.notice(why)
     path = options.file or fleet_dir / REPORT_FILE
     found = ctx.provider.costs(DEFAULT_COST_DAYS)  # now, not as of the watcher's last reading
-    state.cost, state.cost_basis = (None, found.error) if found.error else (found.total, found.basis)
+    state.cost, state.cost_basis = found.summary()
     state.cost_at = time.time()
     try:
         write_report(path, ctx.fleet.name, ctx.fleet.provider, state, EventLog(fleet_dir / "events.jsonl"),

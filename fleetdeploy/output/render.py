@@ -143,8 +143,8 @@ def _status(console: Console, result: StatusResult) -> None:
 
 def cost_line(result: CostResult) -> str:
     """`cost so far: $1.23 over the last 30 days (estimate at list prices ...)`, or why there is none."""
-    if result.error:
-        return f"cost so far: unknown ({result.error})"
+    if result.total is None:
+        return f"cost so far: unknown ({result.error or result.unknown})"
     return f"cost so far: ${result.total:.2f} over the last {result.days} days ({result.basis})"
 
 
@@ -159,7 +159,7 @@ def _duration(seconds: float) -> str:
 
 def _cost(console: Console, result: CostResult) -> None:
     rows = [(c.cluster, c.region, c.nodes, _utc(c.launched_at) if c.launched_at else "-",
-             _duration(c.up_seconds), f"${c.cost:.2f}") for c in result.clusters]
+             _duration(c.up_seconds), "unknown" if c.cost is None else f"${c.cost:.2f}") for c in result.clusters]
     print_table(console, f"Cost of fleet '{result.fleet}'", ("cluster", "region", "nodes", "last launched",
                                                                "up (in the window)", "cost so far"), rows)
     _plain(console, cost_line(result))

@@ -101,17 +101,20 @@ class CostResult:
     fleet: str
     days: int
     clusters: list[ClusterCost]
-    total: float
+    total: float | None  # None: unknown (error or unknown says why)
     basis: str  # what the figures are (an estimate at list prices, or nothing billed)
     error: str = ""  # why there are no figures
+    unknown: str = ""  # why some clusters have no cost (then there is no total)
 
     @property
     def ok(self) -> bool:
-        return not self.error
+        return self.total is not None
 
     @classmethod
     def of(cls, fleet: str, days: int, found: FleetCost) -> CostResult:
-        return cls(fleet, days, list(found.clusters), round(found.total, 4), found.basis, found.error)
+        total = found.total
+        return cls(fleet, days, list(found.clusters), None if total is None else round(total, 4), found.basis,
+                   found.error, found.unknown)
 
 
 @dataclass(frozen=True)

@@ -145,7 +145,7 @@ class ClusterCost:
     nodes: int  # nodes of its last launch
     launched_at: float | None  # epoch seconds of its last launch; None: never launched in the window
     up_seconds: float  # how long it ran within the window (every launch of the name added up)
-    cost: float  # dollars
+    cost: float | None  # dollars; None: the provider could not price it (FleetCost.unknown says why)
 
 
 @dataclass(frozen=True)
@@ -155,10 +155,17 @@ class FleetCost:
     clusters: tuple[ClusterCost, ...]
     basis: str  # e.g. "estimate at list prices (SkyPilot's cost report)"
     error: str = ""  # why there are no figures (one line); then `clusters` is empty
+    unknown: str = ""  # why some clusters have no cost; then there is no total (a part would understate it)
 
     @property
-    def total(self) -> float:
-        return sum(c.cost for c in self.clusters)
+    def total(self) -> float | None:
+        costs = [c.cost for c in self.clusters]
+        return None if self.error or any(c is None for c in costs) else sum(c for c in costs if c is not None)
+
+    def summary(self) -> tuple[float | None, str]:
+        """(the total, what it is) or (None, why there is none): what the report page shows."""
+        total = self.total
+        return (total, self.basis) if total is not None else (None, self.error or self.unknown)
 
 
 def format_price(per_hour: float | None, unknown: str | None = None) -> str:

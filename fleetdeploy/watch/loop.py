@@ -191,7 +191,7 @@ class Supervisor:
             return
         found = ctx.provider.costs(DEFAULT_COST_DAYS)
         self.state.cost_at = now
-        self.state.cost, self.state.cost_basis = (None, found.error) if found.error else (found.total, found.basis)
+        self.state.cost, self.state.cost_basis = found.summary()
 
     def _observe_decide_act(self, ctx: Context, now: float) -> tuple[str, bool]:
         spec = self.fleet.watch

@@ -156,18 +156,20 @@ def test_02_status_counts_nodes_per_cluster(world: SkyWorld, three: Path) -> Non
         world.cluster("us-east-1"): 2, world.cluster("us-east-2"): 2}, cost
 
 
-def test_02b_cost_is_skypilots_estimate_from_the_catalog_price(world: SkyWorld, three: Path) -> None:
+def test_02b_cost_without_aws_credentials_is_unknown_not_zero(world: SkyWorld, three: Path) -> None:
+    """Found at this boundary: SkyPilot's cost report prices an AWS cluster through its catalog narrowed to the
+    account's zone names, which needs AWS credentials; without them it logs a warning and writes total_cost 0.0.
+    A cluster up for a while never cost nothing, so it is `unknown`, and so is the total."""
     result = world.deploy(three, "cost", "--days", "7", "-o", "json")
-    assert result.returncode == 0, _ok(result)
+    assert result.returncode == 1, _ok(result)
     data = _json(result)
-    assert data["days"] == 7 and data["ok"] is True, data
-    for cluster in data["clusters"]:
-        # 2 nodes x the seeded catalog's t3.medium spot price (0.0125 $/h) x the time since the seeded launch.
-        assert cluster["up_seconds"] > 0 and cluster["launched_at"] > 0, cluster
-        assert cluster["cost"] == pytest.approx(2 * 0.0125 * cluster["up_seconds"] / 3600, rel=0.05), cluster
-    assert data["total"] == pytest.approx(sum(c["cost"] for c in data["clusters"]), abs=1e-4)
+    assert data["days"] == 7 and data["ok"] is False and data["total"] is None and data["error"] == "", data
+    east1, east2 = world.cluster("us-east-1"), world.cluster("us-east-2")
+    assert {c["cluster"]: (c["nodes"], c["cost"]) for c in data["clusters"]} == {east1: (2, None), east2: (2, None)}
+    assert all(c["up_seconds"] > 0 and c["launched_at"] > 0 for c in data["clusters"]), data
+    assert data["unknown"].startswith(f"{east1}, {east2}: not priced by SkyPilot") and "sky check aws" in data["unknown"]
     table = world.deploy(three, "cost")
-    assert table.returncode == 0 and "cost so far: $" in table.stdout and "estimate at list prices" in table.stdout
+    assert table.returncode == 1 and "cost so far: unknown (" in table.stdout, _ok(table)
 
 
 def test_03_health_before_any_configure_reports_every_node_as_not_configured(world: SkyWorld, three: Path) -> None:
