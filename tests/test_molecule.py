@@ -90,7 +90,7 @@ def test_check_mode_on_a_node_without_an_engine(tmp_path: Path) -> None:
     assert result.returncode == 0, output[-6000:]
     assert "failed=0" in result.stdout and "unreachable=0" in result.stdout, output[-3000:]
     # Each role noticed the missing engine once and asked Docker nothing.
-    assert output.count("Check mode without a Docker engine on the node yet") == 4, output[-6000:]
+    assert output.count("Check mode with no Docker engine running") == 4, output[-6000:]
     for task in ("Look for the image on the node", "Start the Bacalhau compute node", "Start the sensor service"):
         assert f"skipping: [{name}]" in output.split(task, 1)[1].split("TASK [", 1)[0], task
     assert "check-mode-token" not in output
