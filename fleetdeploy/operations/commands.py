@@ -339,9 +339,7 @@ def cmd_report(ctx: Context, options: ReportOptions) -> int:
     if why:
         ctx.notice(why)
     path = options.file or fleet_dir / REPORT_FILE
-    found = ctx.provider.costs(DEFAULT_COST_DAYS)  # now, not as of the watcher's last reading
-    state.cost, state.cost_basis = found.summary()
-    state.cost_at = time.time()
+    state.note_cost(ctx.provider.costs(DEFAULT_COST_DAYS), time.time())  # now, not as of the watcher's last reading
     try:
         write_report(path, ctx.fleet.name, ctx.fleet.provider, state, EventLog(fleet_dir / "events.jsonl"),
                      time.time())

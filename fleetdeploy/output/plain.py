@@ -8,6 +8,15 @@ from fleetdeploy.orchestrator.api import NOT_LISTED, short_time
 HEALTH_COLUMNS = ("HOST", "OVERALL", "ORCHESTRATOR", "FAILING CHECKS")
 
 
+def cost_text(total: float | None, days: int, basis_or_reason: str, as_of: str = "") -> str:
+    """`cost so far: $1.23 over the last 30 days (what it is)`, or `cost so far: unknown (why)`: the one wording of
+    `status`, `cost` and the report page."""
+    when = f"; as of {as_of}" if as_of else ""
+    if total is None:
+        return f"cost so far: unknown ({basis_or_reason}{when})"
+    return f"cost so far: ${total:.2f} over the last {days} days ({basis_or_reason}{when})"
+
+
 def _orchestrator_column(node: NodeHealth, result: HealthResult) -> str:
     if result.orchestrator_note:
         return "unknown"

@@ -15,6 +15,7 @@ from rich.text import Text
 from fleetdeploy.health.verdict import HealthResult
 from fleetdeploy.orchestrator.api import OrchestratorView, short_time
 from fleetdeploy.orchestrator.join import JoinResult
+from fleetdeploy.output.plain import cost_text
 from fleetdeploy.output.progress import print_table, styled
 from fleetdeploy.output.results import (
     ConfigureResult,
@@ -143,9 +144,8 @@ def _status(console: Console, result: StatusResult) -> None:
 
 def cost_line(result: CostResult) -> str:
     """`cost so far: $1.23 over the last 30 days (estimate at list prices ...)`, or why there is none."""
-    if result.total is None:
-        return f"cost so far: unknown ({result.error or result.unknown})"
-    return f"cost so far: ${result.total:.2f} over the last {result.days} days ({result.basis})"
+    why = result.basis if result.total is not None else result.error or result.unknown
+    return cost_text(result.total, result.days, why)
 
 
 def _utc(at: float) -> str:

@@ -189,9 +189,7 @@ class Supervisor:
         its API server; the figure moves slowly)."""
         if now - self.state.cost_at < COST_REFRESH_S:
             return
-        found = ctx.provider.costs(DEFAULT_COST_DAYS)
-        self.state.cost_at = now
-        self.state.cost, self.state.cost_basis = found.summary()
+        self.state.note_cost(ctx.provider.costs(DEFAULT_COST_DAYS), now)
 
     def _observe_decide_act(self, ctx: Context, now: float) -> tuple[str, bool]:
         spec = self.fleet.watch

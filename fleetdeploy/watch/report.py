@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from fleetdeploy.operations.options import DEFAULT_COST_DAYS
+from fleetdeploy.output.plain import cost_text
 from fleetdeploy.private_files import write_private
 from fleetdeploy.watch.events import Event, EventLog, iso
 from fleetdeploy.watch.state import HISTORY_SECONDS, WatchState
@@ -43,10 +44,9 @@ def _price(value: float | None) -> str:
 
 
 def _cost(state: WatchState) -> str:
-    if state.cost is None:
-        return f"cost so far: unknown ({state.cost_basis})" if state.cost_basis else "cost so far: not read yet"
-    return (f"cost so far: ${state.cost:.2f} over the last {DEFAULT_COST_DAYS} days ({state.cost_basis}; "
-            f"as of {iso(state.cost_at)})")
+    if state.cost is None and not state.cost_basis:
+        return "cost so far: not read yet"
+    return cost_text(state.cost, DEFAULT_COST_DAYS, state.cost_basis, "" if state.cost is None else iso(state.cost_at))
 
 
 def _regions(state: WatchState) -> str:

@@ -14,6 +14,7 @@ from pathlib import Path
 from pydantic import TypeAdapter
 
 from fleetdeploy.private_files import write_private
+from fleetdeploy.providers.base import FleetCost
 
 STATE_VERSION = 1
 HISTORY_SECONDS = 24 * 3600
@@ -83,6 +84,11 @@ class WatchState:
         if len(self.alerts_sent) > MAX_ALERT_KEYS:
             newest = sorted(self.alerts_sent.items(), key=lambda item: item[1])[-MAX_ALERT_KEYS:]
             self.alerts_sent = dict(newest)
+
+    def note_cost(self, found: FleetCost, at: float) -> None:
+        """The fleet's cost so far as read at `at` (the report page shows it), or why it is unknown."""
+        self.cost, self.cost_basis = found.summary()
+        self.cost_at = at
 
     def add_sample(self, sample: Sample) -> None:
         if self.history and sample.at - self.history[-1].at < SAMPLE_GAP_SECONDS:
