@@ -164,15 +164,16 @@ def import_legacy(path: Path, files_dir: Path | None = None, name: str | None = 
     data = _read_config(path)
     aws = as_object(data["aws"])
     regions = _regions(path, as_list(data["regions"]))
-    counts = split_instances(_total(path, aws), [region for region, _ in regions])
-    notes = [f"aws.total_instances {_total(path, aws)} split as the legacy tool does: "
+    total = _total(path, aws)
+    counts = split_instances(total, [region for region, _ in regions])
+    notes = [f"aws.total_instances {total} split as the legacy tool does: "
              + ", ".join(f"{region} {count}" for region, count in counts.items())]
     dropped = [region for region, _ in regions if region not in counts]
     if dropped:
         notes.append(f"{', '.join(dropped)}: no instance in the legacy split, so not in the fleet file")
 
-    types = {region: str(settings.get("machine_type") or "t3.medium") for region, settings in regions}
-    chosen = {region: types[region] for region in counts}
+    chosen = {region: str(settings.get("machine_type") or "t3.medium") for region, settings in regions
+              if region in counts}
     common_type = next(iter(chosen.values())) if len(set(chosen.values())) == 1 else None
     defaults: JSONObject = {"instance_type": common_type or "t3.medium", "spot": True}
     storage = aws.get("instance_storage_gb")
@@ -180,7 +181,6 @@ def import_legacy(path: Path, files_dir: Path | None = None, name: str | None = 
         defaults["disk_size_gb"] = storage
 
     fleet_regions: JSONObject = {}
-    images: dict[str, str] = {}
     for region, settings in regions:
         if region not in counts:
             continue
@@ -189,13 +189,12 @@ def import_legacy(path: Path, files_dir: Path | None = None, name: str | None = 
             spec["instance_type"] = chosen[region]
         image = settings.get("image")
         if isinstance(image, str) and _AMI.fullmatch(image):
-            images[region] = image
             spec["image_id"] = image
         else:
             notes.append(f"{region}: image {image or '(none)'!s} means the newest Ubuntu AMI to the legacy tool; "
                          "here SkyPilot's default image is used")
         fleet_regions[region] = spec
-    if images:
+    if any("image_id" in as_object(spec) for spec in fleet_regions.values()):
         notes.append("AMIs are per region: each region with one keeps it as its image_id")
 
     endpoint, token_file = _orchestrator(path, aws, files_dir)

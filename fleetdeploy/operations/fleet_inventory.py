@@ -14,7 +14,7 @@ import yaml
 
 from fleetdeploy.errors import FleetError, InputError
 from fleetdeploy.fleet.model import Fleet
-from fleetdeploy.jsondoc import as_object
+from fleetdeploy.jsondoc import JSONObject, as_object
 from fleetdeploy.paths import REPO_ROOT, state_dir
 from fleetdeploy.providers.base import Node, Provider
 from fleetdeploy.runs.convergence import roles_digest
@@ -28,14 +28,19 @@ from fleetdeploy.runs.runner import RunResult
 from fleetdeploy.runs.ssh import host_key_changed, known_hosts_file, prune_known_hosts, refused_message
 
 
-def digest_in(inventory: Path) -> str:
-    """`fleet_config_digest` of an inventory file we wrote ("" when there is none or it is unreadable)."""
+def _fleet_groups(inventory: Path) -> list[JSONObject]:
+    """The fleet groups of an inventory file we wrote (none when there is no file or it is unreadable)."""
     try:
         data = as_object(yaml.safe_load(inventory.read_text(encoding="utf-8")))
     except (OSError, yaml.YAMLError):
-        return ""
-    for group in as_object(as_object(data.get("all")).get("children")).values():
-        digest = as_object(as_object(group).get("vars")).get("fleet_config_digest")
+        return []
+    return [as_object(group) for group in as_object(as_object(data.get("all")).get("children")).values()]
+
+
+def digest_in(inventory: Path) -> str:
+    """`fleet_config_digest` of an inventory file we wrote ("" when there is none or it is unreadable)."""
+    for group in _fleet_groups(inventory):
+        digest = as_object(group.get("vars")).get("fleet_config_digest")
         if isinstance(digest, str):
             return digest
     return ""
@@ -43,18 +48,15 @@ def digest_in(inventory: Path) -> str:
 
 def nodes_in(inventory: Path) -> list[Node]:
     """The nodes an inventory file we wrote lists (empty when there is none or it is unreadable)."""
-    try:
-        data = yaml.safe_load(inventory.read_text(encoding="utf-8")) or {}
-    except (OSError, yaml.YAMLError):
-        return []
     nodes = []
-    for group in (data.get("all", {}).get("children") or {}).values():
-        for region in (group.get("children") or {}).values():
-            for values in (region.get("hosts") or {}).values():
+    for group in _fleet_groups(inventory):
+        for region in as_object(group.get("children")).values():
+            for values in map(as_object, as_object(as_object(region).get("hosts")).values()):
+                zone = values.get("fleet_zone")
                 nodes.append(Node(
                     instance_id=str(values["fleet_instance_id"]), cluster=str(values["fleet_cluster"]),
-                    region=str(values["fleet_region"]), zone=values.get("fleet_zone"),
-                    host=str(values["ansible_host"]), port=int(values["ansible_port"]),
+                    region=str(values["fleet_region"]), zone=None if zone is None else str(zone),
+                    host=str(values["ansible_host"]), port=int(str(values["ansible_port"])),
                     user=str(values["ansible_user"]), key_file=str(values["ansible_ssh_private_key_file"]),
                     spot=bool(values["fleet_spot"]),
                 ))

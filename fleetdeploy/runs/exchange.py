@@ -168,8 +168,8 @@ def _kill(process: subprocess.Popen[bytes]) -> None:
 
 
 def exchange_argv(node: Node, known_hosts: Path, control_dir: Path) -> list[str]:
-    """ssh to the node (host key pinned as for every other connection), a root shell reading its script."""
-    control_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    """ssh to the node (host key pinned as for every other connection), a root shell reading its script.
+    `control_dir` must exist (Exchanges' caller makes it once)."""
     argv = ssh_argv(node.key_file, node.host, node.port, "sudo", "-n", "/bin/sh", "-s", alias=node.instance_id,
                     known_hosts=known_hosts, user=node.user, batch=True)
     # A master per node outlives the tick (as Ansible's do), so the next tick costs no key exchange.

@@ -48,6 +48,7 @@ def node_views(names: dict[str, Node], answers: dict[str, ExchangeResult],
 def ask_nodes(ctx: Context, names: dict[str, Node]) -> dict[str, ExchangeResult]:
     """Every node's exchange at once; a node whose host key changed says so in one line (as Ansible runs do)."""
     known_hosts = ctx.inventory.known_hosts
+    CONTROL_DIR.mkdir(parents=True, exist_ok=True, mode=0o700)
     script = node_script(ctx.inventory.config_digest(), convergence_rule())
     answers = Exchanges(lambda node: exchange_argv(node, known_hosts, CONTROL_DIR), script).run(names)
     for name, got in answers.items():
