@@ -113,9 +113,10 @@ def build_parser() -> argparse.ArgumentParser:
                                 "batch that fails (the way to upgrade or rotate keys); with --check: the plan")
     configure.add_argument("--batch", metavar="N|N%",
                            help="with --rolling: nodes per batch, a count or a share of the fleet "
-                                f"(default {DEFAULT_BATCH.replace('%', '%%')})")
+                                f"(default: the fleet file's rolling.batch, else {DEFAULT_BATCH.replace('%', '%%')})")
     configure.add_argument("--max-unhealthy", type=int, metavar="N",
-                           help="with --rolling: unhealthy nodes tolerated before the roll stops (default 0)")
+                           help="with --rolling: unhealthy nodes tolerated before the roll stops "
+                                "(default: the fleet file's rolling.max_unhealthy, else 0)")
     _join_timeout(configure)
 
     health = command("health", "run the health check on every node and print the fleet table",
@@ -219,7 +220,7 @@ def options(args: argparse.Namespace) -> tuple[GlobalOptions, CommandOptions]:
             for option, value in (("--batch", args.batch), ("--max-unhealthy", args.max_unhealthy)):
                 if value is not None:
                     raise InputError(f"{option} is only used with --rolling")
-        rolling = RollingOptions(args.batch or DEFAULT_BATCH, args.max_unhealthy or 0) if args.rolling else None
+        rolling = RollingOptions(args.batch, args.max_unhealthy) if args.rolling else None
         command = ConfigureOptions(args.check, args.full, tuple(args.limit), rolling, args.join_timeout,
                                    args.lock_wait)
     elif args.command == "health":

@@ -301,3 +301,26 @@ def test_down_tears_down_despite_an_unrelated_mistake_in_the_fleet_file(tmp_path
     bad_region = write_fleet(tmp_path, body.replace("us-east-1", "us-east-9"))
     refused = deploy("-f", str(bad_region), "down", "--yes", env=env)
     assert refused.returncode == 2 and "regions.us-east-9: unknown AWS region" in error_lines(refused)[0]
+
+
+@pytest.mark.parametrize("template", ["dev.yaml", "prod.yaml"])
+def test_the_scenario_templates_pass_plan(tmp_path: Path, template: str) -> None:
+    """examples/dev.yaml and prod.yaml, copied beside their token files as a user would, pass `plan`."""
+    fleet = tmp_path / "fleet.yaml"
+    fleet.write_text((REPO / "examples" / template).read_text())
+    for name in ("orchestrator_token", "orchestrator_api_key"):
+        (tmp_path / name).write_text("a-long-enough-example-secret-0123456789\n")
+        (tmp_path / name).chmod(0o600)
+    result = deploy("-f", str(fleet), "plan", "-o", "json")
+    assert result.returncode == 0, result.stderr
+    plan = json.loads(result.stdout)
+    clusters = {c["cluster"]: c for c in plan["clusters"]}
+    if template == "dev.yaml":
+        assert list(clusters) == ["dev-us-east-1"] and clusters["dev-us-east-1"]["nodes"] == 1
+        candidates = clusters["dev-us-east-1"]["candidates"]
+        assert candidates == [f"{t} {m} any" for m in ("spot", "on-demand") for t in ("t3.medium", "t3a.medium")]
+    else:
+        assert sorted(clusters) == ["prod-eu-west-1", "prod-us-east-1", "prod-us-west-2"]
+        assert sum(c["nodes"] for c in clusters.values()) == 10
+        europe = clusters["prod-eu-west-1"]["candidates"]
+        assert europe[:3] == [f"t3.large spot eu-west-1{z}" for z in "abc"] and len(europe) == 9

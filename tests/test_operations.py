@@ -34,7 +34,7 @@ def test_the_command_line_becomes_typed_options() -> None:
     assert common == GlobalOptions(Path("x.yaml"), False, OutputFormat.JSON)
     assert up == UpOptions(reconfigure_all=True, skip_health=False, join_timeout=30.0)
     _, configure = _parse("configure", "--rolling", "--batch", "2", "--limit", "a,b", "--limit", "c")
-    assert configure == ConfigureOptions(limit=("a", "b", "c"), rolling=RollingOptions("2", 0))
+    assert configure == ConfigureOptions(limit=("a", "b", "c"), rolling=RollingOptions("2", None))
     _, plain = _parse("configure", "--check")
     assert plain == ConfigureOptions(check=True) and plain.rolling is None
     _, logs = _parse("logs", "n1", "sensor", "--tail", "5")

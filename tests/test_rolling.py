@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 
 from fleetdeploy.errors import InputError
+from fleetdeploy.fleet.rolling_spec import RollingSpec
 from fleetdeploy.health.verdict import Health, HealthResult, NodeHealth
-from fleetdeploy.operations.options import batch_size
+from fleetdeploy.operations.options import RollingOptions, batch_size
 from fleetdeploy.operations.rolling import batch_failures, roll, rolling_order, split
 from fleetdeploy.orchestrator.api import OrchestratorView
 from fleetdeploy.orchestrator.join import JoinResult, NodeJoin
@@ -24,6 +25,21 @@ def test_batch_size(spec: str, total: int, size: int) -> None:
 def test_bad_batch_specs_are_input_errors(spec: str) -> None:
     with pytest.raises(InputError, match="--batch"):
         batch_size(spec, 10)
+
+
+def test_the_fleet_files_rolling_settings_are_the_defaults_and_each_flag_wins() -> None:
+    spec = RollingSpec.model_validate({"batch": 2, "max_unhealthy": 1})
+    assert spec.batch == "2"
+    assert RollingOptions().over(spec) == ("2", 1)
+    assert RollingOptions(batch="50%").over(spec) == ("50%", 1)
+    assert RollingOptions(max_unhealthy=0).over(spec) == ("2", 0)
+    assert RollingOptions().over(RollingSpec()) == ("25%", 0)
+
+
+@pytest.mark.parametrize("batch", ["0", 0, "101%", "x", True, None, [2]])
+def test_a_bad_rolling_batch_in_the_fleet_file_is_refused(batch: object) -> None:
+    with pytest.raises(ValueError, match="node count"):
+        RollingSpec.model_validate({"batch": batch})
 
 
 def test_batches_take_from_every_region_in_turn() -> None:

@@ -22,6 +22,7 @@ from fleetdeploy.fleet.regions import (
     is_known_region,
 )
 from fleetdeploy.fleet.role_options import TOOL_SET_VARS, role_options, value_problem
+from fleetdeploy.fleet.rolling_spec import RollingSpec
 from fleetdeploy.fleet.watch_spec import WatchSpec
 from fleetdeploy.providers.registry import entries as provider_entries
 
@@ -245,6 +246,7 @@ class Fleet(FleetIdentity):
     labels: dict[str, str] = Field(default_factory=dict)
     local: LocalSpec = Field(default_factory=LocalSpec)
     watch: WatchSpec = Field(default_factory=WatchSpec)
+    rolling: RollingSpec = Field(default_factory=RollingSpec)
     # Overrides of role variables (roles/*/meta/argument_specs.yml), e.g. bacalhau_heartbeat_interval: 30s.
     role_vars: dict[str, object] = Field(default_factory=dict)
 

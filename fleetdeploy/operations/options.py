@@ -10,8 +10,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fleetdeploy.errors import InputError
+from fleetdeploy.fleet.rolling_spec import DEFAULT_BATCH as DEFAULT_BATCH
+from fleetdeploy.fleet.rolling_spec import RollingSpec, batch_shape
 
-DEFAULT_BATCH = "25%"
 DEFAULT_JOIN_TIMEOUT_S = 180.0
 # How long up, configure and down wait for the fleet lock (a watcher's tick, another command) before giving up.
 DEFAULT_LOCK_WAIT_S = 300.0
@@ -20,14 +21,13 @@ MAX_JOIN_TIMEOUT_S = 3600.0
 
 def batch_size(spec: str, total: int) -> int:
     """`N` nodes or `N%` of the fleet (rounded up, at least 1). InputError for anything else."""
-    text = spec.strip()
-    percent = text.endswith("%")
-    number = text[:-1] if percent else text
-    if not number.isdigit() or int(number) < 1 or (percent and int(number) > 100):
+    shape = batch_shape(spec)
+    if shape is None:
         raise InputError(f"--batch {spec!r}: give a node count (e.g. 2) or a percentage from 1% to 100% (e.g. 25%)")
+    number, percent = shape
     if percent:
-        return max(1, math.ceil(total * int(number) / 100))
-    return int(number)
+        return max(1, math.ceil(total * number / 100))
+    return number
 
 
 class OutputFormat(enum.StrEnum):
@@ -81,13 +81,21 @@ class StatusOptions:
 
 @dataclass(frozen=True)
 class RollingOptions:
-    batch: str = DEFAULT_BATCH  # a node count or a share of the fleet ("25%")
-    max_unhealthy: int = 0
+    """--batch and --max-unhealthy as given; None means the fleet file's `rolling:` value (or its default)."""
+
+    batch: str | None = None  # a node count or a share of the fleet ("25%")
+    max_unhealthy: int | None = None
 
     def __post_init__(self) -> None:
-        batch_size(self.batch, 1)  # the shape; the size follows from the fleet later
-        if self.max_unhealthy < 0:
+        if self.batch is not None:
+            batch_size(self.batch, 1)  # the shape; the size follows from the fleet later
+        if self.max_unhealthy is not None and self.max_unhealthy < 0:
             raise InputError("--max-unhealthy must be 0 or more")
+
+    def over(self, spec: RollingSpec) -> tuple[str, int]:
+        """The batch and the unhealthy allowance: each flag given wins over the fleet file's `rolling:`."""
+        batch = spec.batch if self.batch is None else self.batch
+        return batch, spec.max_unhealthy if self.max_unhealthy is None else self.max_unhealthy
 
 
 @dataclass(frozen=True)

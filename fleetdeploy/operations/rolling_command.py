@@ -24,9 +24,9 @@ def configure_rolling(ctx: Context, nodes: list[Node], limit: list[Node] | None,
     regions: dict[str, list[str]] = {}
     for name, node in by_name.items():
         regions.setdefault(node.region, []).append(name)
-    size = batch_size(rolling.batch, len(by_name))
+    batch, max_unhealthy = rolling.over(ctx.fleet.rolling)
+    size = batch_size(batch, len(by_name))
     batches = split(rolling_order(regions), size)
-    max_unhealthy = rolling.max_unhealthy
     chosen = list(by_name.values())
 
     if options.check:
