@@ -36,11 +36,22 @@ if [ ! -x .venv/bin/python ]; then
   echo "setup: creating .venv"
   "$PYTHON" -m venv .venv
 fi
-echo "setup: installing Python packages into .venv"
+# Extras to install with the project: `test` (the test tools) by default; scripts/test.sh adds SkyPilot's GCP and
+# Azure extras, which the multi-cloud tests exercise.
+EXTRAS="${FLEETDEPLOY_EXTRAS:-test}"
+echo "setup: installing Python packages into .venv (extras: ${EXTRAS})"
 .venv/bin/pip install -q --upgrade pip
 # compat: a plain path in a .pth file. The default editable finder imports pathlib, re and urllib at every
 # interpreter start (in site, before any line of deploy.py), where a Ctrl-C cannot be answered.
-.venv/bin/pip install -q -e '.[test]' --config-settings editable_mode=compat
-
-bash scripts/build-images.sh
+# The image builds below use only Docker: pip runs beside them (on a fresh machine each takes minutes).
+.venv/bin/pip install -q -e ".[${EXTRAS}]" --config-settings editable_mode=compat > .venv/pip-install.log 2>&1 &
+pip_pid=$!
+images_status=0
+bash scripts/build-images.sh || images_status=$?
+if ! wait "${pip_pid}"; then
+  tail -n 30 .venv/pip-install.log >&2
+  echo "setup: pip install failed (log: .venv/pip-install.log)" >&2
+  exit 1
+fi
+[ "${images_status}" = 0 ] || { echo "setup: building the images failed" >&2; exit "${images_status}"; }
 echo "setup: done"

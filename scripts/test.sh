@@ -3,6 +3,6 @@
 # Installs what is missing first (scripts/setup.sh), so it works on a fresh machine. Extra args go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh
+FLEETDEPLOY_EXTRAS="${FLEETDEPLOY_EXTRAS:-test,gcp,azure}" bash scripts/setup.sh
 export PATH="$PWD/.venv/bin:$PATH"
 exec .venv/bin/python -m pytest -ra --durations=25 "$@"

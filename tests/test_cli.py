@@ -300,7 +300,7 @@ def test_down_tears_down_despite_an_unrelated_mistake_in_the_fleet_file(tmp_path
 
     bad_region = write_fleet(tmp_path, body.replace("us-east-1", "us-east-9"))
     refused = deploy("-f", str(bad_region), "down", "--yes", env=env)
-    assert refused.returncode == 2 and "regions.us-east-9: unknown AWS region" in error_lines(refused)[0]
+    assert refused.returncode == 2 and "regions.us-east-9: unknown region (not an AWS, GCP or Azure region name)" in error_lines(refused)[0]
 
 
 @pytest.mark.parametrize("template", ["dev.yaml", "prod.yaml"])

@@ -117,7 +117,7 @@ BAD: list[tuple[str, Callable[[dict[str, Any]], None], str]] = [
     ("regions-empty", _set("regions", {}), "regions: at least one region is required"),
     ("regions-list", _set("regions", ["us-east-1"]), "regions: must be a mapping"),
     ("region-int-key", _set("regions", {123: {"count": 1}}), "regions.123: keys must be strings"),
-    ("region-unknown", _set("regions", {"us-east-9": {"count": 1}}), "regions.us-east-9: unknown AWS region"),
+    ("region-unknown", _set("regions", {"us-east-9": {"count": 1}}), "regions.us-east-9: unknown region (not an AWS, GCP or Azure region name)"),
     ("count-zero", _set("regions/us-east-1/count", 0), "regions.us-east-1.count: must be >= 1"),
     ("count-str", _set("regions/us-east-1/count", "2"), "regions.us-east-1.count: must be a whole number"),
     ("count-bool", _set("regions/us-east-1/count", True), "regions.us-east-1.count: must be a whole number"),
@@ -401,7 +401,7 @@ def test_defaults_and_relative_paths(fleet_dir: Path) -> None:
     assert fleet.provider == "skypilot"
     assert fleet.orchestrator.endpoint == "nats://orch.example.com:4222"
     assert fleet.orchestrator.token_file == fleet_dir / "token"
-    assert fleet.defaults.instance_type == "t3.medium"
+    assert fleet.defaults.instance_type is None and fleet.instance_types_of("us-east-1") == ["t3.medium"]
     assert fleet.defaults.spot is True
     assert fleet.defaults.disk_size_gb == 30
     assert fleet.defaults.image_id is None

@@ -78,6 +78,7 @@ def test_shape_and_vars(fleet: Fleet, tmp_path: Path) -> None:
         "ansible_ssh_private_key_file": "/root/.sky/clients/abcd/ssh/sky-key",
         "fleet_cluster": "edge-demo-us-east-1",
         "fleet_region": "us-east-1",
+        "fleet_cloud": "aws",
         "fleet_zone": "us-east-1a",
         "fleet_instance_id": "i-0aaa",
         "fleet_spot": True,

@@ -298,7 +298,7 @@ def test_loader_disables_usage_collection_and_installs_the_project_config(tmp_pa
 
 
 def test_errors_keep_their_first_paragraph_without_terminal_codes() -> None:
-    from fleetdeploy.providers.skypilot.provider import describe_error
+    from fleetdeploy.providers.skypilot.errors import describe_error
 
     error = SkyDouble.exceptions.CloudUserIdentityError(
         "\x1b[31mFailed to get AWS user identity.\x1b[0m Details: no credentials\n"
@@ -306,3 +306,18 @@ def test_errors_keep_their_first_paragraph_without_terminal_codes() -> None:
     text = describe_error(SkyDouble, error)
     assert text == ("AWS credentials are missing or unusable (run: sky check aws): Failed to get AWS user identity. "
                     "Details: no credentials Run the following commands: $ aws configure")
+
+
+def test_the_credentials_hint_names_the_clusters_cloud_or_every_cloud_of_the_fleet() -> None:
+    from fleetdeploy.providers.skypilot.errors import describe_error
+
+    identity = SkyDouble.exceptions.CloudUserIdentityError("Failed to get GCP user identity.")
+    assert describe_error(SkyDouble, identity, ["gcp"]).startswith(
+        "GCP credentials are missing or unusable (run: sky check gcp): Failed to get GCP user identity.")
+    assert describe_error(SkyDouble, identity, ["azure"]).startswith("Azure credentials are missing or unusable (run: "
+                                                                     "sky check azure)")
+    access = SkyDouble.exceptions.NoCloudAccessError("Cloud access is not set up.")
+    assert describe_error(SkyDouble, access, ["aws", "gcp", "aws"]).startswith(
+        "no usable cloud access (run: sky check aws gcp): ")
+    assert describe_error(SkyDouble, identity, ["aws", "azure"]).startswith(
+        "cloud credentials are missing or unusable (run: sky check aws azure)")

@@ -11,6 +11,8 @@ from typing import Literal
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from fleetdeploy.errors import InputError
+from fleetdeploy.fleet.clouds import CloudName
+from fleetdeploy.fleet.clouds import rules as cloud_rules
 from fleetdeploy.fleet.files import check_readable_file, resolve_path
 from fleetdeploy.fleet.fleetfile import KeyPathError as _At
 from fleetdeploy.fleet.fleetfile import one_line, read_mapping
@@ -219,8 +221,9 @@ def _check_regions(value: dict[str, RegionSpec]) -> dict[str, RegionSpec]:
         raise ValueError("at least one region is required")
     for region, spec in value.items():
         if not is_known_region(region):
-            raise _At(region, "unknown AWS region")
-        spec.check_zones_of(region)
+            raise _At(region, "unknown region (not an AWS, GCP or Azure region name)")
+        if spec.cloud is not None:
+            spec.check_placement(region, CloudName(spec.cloud))
     return value
 
 
@@ -314,6 +317,46 @@ class Fleet(FleetIdentity):
             if key and key in self.model_fields_set and self.provider != name:
                 raise _At(key, f"only used with provider: {name}")
         return self
+
+    @model_validator(mode="after")
+    def _placement(self) -> Fleet:
+        # A region without its own `cloud:` is the defaults' cloud's: only now is that known.
+        for region, spec in self.regions.items():
+            try:
+                spec.check_placement(region, self.cloud_of(region))
+            except _At as exc:
+                raise _At(f"regions.{exc.path}", str(exc)) from None
+        return self
+
+    def cloud_of(self, region: str) -> CloudName:
+        """The cloud a region's nodes run on: its own `cloud:`, else the defaults' (aws unless set)."""
+        return CloudName(self.regions[region].cloud or self.defaults.cloud)
+
+    def instance_types_of(self, region: str) -> list[str]:
+        """A region's instance types in the order tried: its own, else the defaults' when the region is of the
+        defaults' cloud, else its cloud's default (clouds.py)."""
+        own = self.regions[region].own_instance_types
+        if own:
+            return own
+        cloud = self.cloud_of(region)
+        defaults = self.defaults
+        if cloud == defaults.cloud:
+            listed = defaults.instance_types or ([defaults.instance_type] if defaults.instance_type else None)
+            if listed:
+                return listed
+        return [cloud_rules(cloud).default_instance_type]
+
+    def image_id_of(self, region: str) -> str | None:
+        """A region's own image, else the defaults' for a region of the defaults' cloud (an image is one cloud's)."""
+        own = self.regions[region].image_id
+        if own or self.cloud_of(region) != self.defaults.cloud:
+            return own
+        return self.defaults.image_id
+
+    @property
+    def clouds(self) -> list[CloudName]:
+        """The clouds this fleet uses, in the order of its regions."""
+        return list(dict.fromkeys(self.cloud_of(region) for region in self.regions))
 
     @property
     def total_nodes(self) -> int:

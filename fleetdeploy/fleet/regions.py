@@ -1,77 +1,26 @@
-"""Where and on what the nodes run: AWS region, zone and instance-type names, and the fleet file's
-`regions.<name>` and `defaults` models that use them (with their ordered lists of alternatives).
+"""Where and on what the nodes run: the fleet file's `regions.<name>` and `defaults` models (with their ordered
+lists of alternatives) and the placement checks they use; each cloud's names are in clouds.py.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from fleetdeploy.fleet.clouds import CloudName, clouds_of_region, rules
 from fleetdeploy.fleet.fleetfile import KeyPathError as _At
-
-# Commercial AWS regions as of 2025 (GovCloud and China are separate partitions SkyPilot does not target).
-AWS_REGIONS: frozenset[str] = frozenset(
-    {
-        "af-south-1",
-        "ap-east-1",
-        "ap-east-2",
-        "ap-northeast-1",
-        "ap-northeast-2",
-        "ap-northeast-3",
-        "ap-south-1",
-        "ap-south-2",
-        "ap-southeast-1",
-        "ap-southeast-2",
-        "ap-southeast-3",
-        "ap-southeast-4",
-        "ap-southeast-5",
-        "ap-southeast-6",
-        "ap-southeast-7",
-        "ca-central-1",
-        "ca-west-1",
-        "eu-central-1",
-        "eu-central-2",
-        "eu-north-1",
-        "eu-south-1",
-        "eu-south-2",
-        "eu-west-1",
-        "eu-west-2",
-        "eu-west-3",
-        "il-central-1",
-        "me-central-1",
-        "me-south-1",
-        "mx-central-1",
-        "sa-east-1",
-        "us-east-1",
-        "us-east-2",
-        "us-west-1",
-        "us-west-2",
-    }
-)
-
-# Availability zone: the region name plus one letter (us-east-1a). Local zones: region, a three-letter
-# metro code, a number and a letter (us-east-1-bos-1a, us-west-2-lax-1b).
-_ZONE_SUFFIX = re.compile(r"(?:[a-z]|-[a-z]{3}-[0-9]+[a-z])")
-_INSTANCE_TYPE = re.compile(r"[a-z][a-z0-9-]*\.[a-z0-9]+")
 
 
 def is_known_region(name: str) -> bool:
-    """True when `name` is a commercial AWS region name."""
-    return name in AWS_REGIONS
+    """True when `name` is a region of one of the clouds (clouds.py)."""
+    return bool(clouds_of_region(name))
 
 
-def zone_belongs_to(zone: str, region: str) -> bool:
-    """True when `zone` is an availability zone or local zone name of `region`."""
-    if not zone.startswith(region):
-        return False
-    return _ZONE_SUFFIX.fullmatch(zone[len(region) :]) is not None
-
-
-def is_instance_type(name: str) -> bool:
-    """True when `name` has the shape of an EC2 instance type (family.size); the catalog is not consulted."""
-    return _INSTANCE_TYPE.fullmatch(name) is not None
+def zone_belongs_to(zone: str, region: str, cloud: CloudName = CloudName.AWS) -> bool:
+    """True when `zone` is a zone name of `region` in `cloud` (an AWS availability or local zone by default)."""
+    return rules(cloud).is_zone_of(zone, region)
 
 
 def check_choices(values: Sequence[str], what: str) -> None:
@@ -89,28 +38,32 @@ def check_choices(values: Sequence[str], what: str) -> None:
         seen.add(value)
 
 
-def check_zones(zones: Sequence[str], region: str) -> None:
-    """Raise ValueError unless `zones` are distinct zones of `region`."""
+def check_zones(zones: Sequence[str], region: str, cloud: CloudName = CloudName.AWS) -> None:
+    """Raise ValueError unless `zones` are distinct zones of `region` in `cloud`."""
+    spec = rules(cloud)
+    if spec.zone_suffix is None:
+        raise ValueError(f"{spec.title} regions have no zones in SkyPilot: leave the key out")
     for zone in zones:
-        if not zone_belongs_to(zone, region):
+        if not spec.is_zone_of(zone, region):
             raise ValueError(f"zone '{zone}' is not in region {region}")
     check_choices(zones, "zone")
 
 
-def _check_instance_type(value: str | None) -> str | None:
-    if value is not None and not is_instance_type(value):
-        raise ValueError("is not an EC2 instance type (e.g. t3.medium)")
-    return value
+def check_choices_at(key: str, values: Sequence[str], what: str) -> None:
+    """check_choices, its error at `key`."""
+    try:
+        check_choices(values, what)
+    except ValueError as exc:
+        raise _At(key, str(exc)) from None
 
 
-def _check_instance_types(values: list[str] | None) -> list[str] | None:
-    if values is None:
-        return None
+def check_instance_types(key: str, values: Sequence[str], cloud: CloudName) -> None:
+    """Raise KeyPathError (`key`, or `key.<index>` in a list) unless each value has the shape of `cloud`'s types."""
+    spec = rules(cloud)
     for index, value in enumerate(values):
-        if not is_instance_type(value):
-            raise _At(str(index), "is not an EC2 instance type (e.g. t3.medium)")
-    check_choices(values, "instance type")
-    return values
+        if not spec.is_instance_type(value):
+            at = key if key.endswith("instance_type") else f"{key}.{index}"
+            raise _At(at, f"is not {spec.instance_type_example}")
 
 
 def _check_list(value: object) -> object:
@@ -138,8 +91,12 @@ class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
 
+CloudKey = Literal["aws", "gcp", "azure"]  # CloudName's values (strict models take no str for an enum)
+
+
 class RegionSpec(StrictModel):
     count: int = Field(ge=1, le=1000)
+    cloud: CloudKey | None = None  # None: the defaults' cloud
     # A singular key stands for a one-element list of its plural (older fleet files use them).
     zone: str | None = None
     zones: list[str] | None = None
@@ -148,32 +105,48 @@ class RegionSpec(StrictModel):
     image_id: str | None = None  # an AMI exists in one region only: a region's own wins over defaults.image_id
 
     _lists = field_validator("zones", "instance_types", mode="before")(_check_list)
-    _instance_type = field_validator("instance_type")(_check_instance_type)
-    _instance_types = field_validator("instance_types")(_check_instance_types)
     _image = field_validator("image_id")(_check_image_id)
 
     @model_validator(mode="after")
     def _one_form(self) -> RegionSpec:
         _either(self, "zone", "zones")
         _either(self, "instance_type", "instance_types")
+        if self.instance_types is not None:
+            check_choices_at("instance_types", self.instance_types, "instance type")
         return self
 
-    def check_zones_of(self, region: str) -> None:
-        """Raise KeyPathError (`<region>.zone[s]`) unless the zones are distinct zones of `region`.
+    @property
+    def own_instance_types(self) -> list[str] | None:
+        return self.instance_types or ([self.instance_type] if self.instance_type else None)
 
-        Called by the fleet model: only it knows the region name (the mapping key).
+    def check_placement(self, region: str, cloud: CloudName) -> None:
+        """Raise KeyPathError (`<region>...`) unless the region, its zones and its own instance types are
+        `cloud`'s. Called by the fleet model: only it knows the region name (the mapping key) and its cloud.
         """
+        spec = rules(cloud)
+        if not spec.is_region(region):
+            other = clouds_of_region(region)
+            title = rules(other[0]).title if other else ""
+            article = "an" if title[:1] in ("A", "E", "I", "O", "U") else "a"
+            hint = f" (it is {article} {title} region: set cloud: {other[0]})" if other else ""
+            raise _At(region, f"unknown {spec.title} region{hint}")
         key, zones = ("zone", [self.zone]) if self.zone is not None else ("zones", self.zones)
-        if zones is None:
-            return
-        try:
-            check_zones(zones, region)
-        except ValueError as exc:
-            raise _At(f"{region}.{key}", str(exc)) from None
+        if zones is not None:
+            try:
+                check_zones(zones, region, cloud)
+            except ValueError as exc:
+                raise _At(f"{region}.{key}", str(exc)) from None
+        if self.instance_type is not None:
+            check_instance_types(f"{region}.instance_type", [self.instance_type], cloud)
+        if self.instance_types is not None:
+            check_instance_types(f"{region}.instance_types", self.instance_types, cloud)
 
 
 class DefaultsSpec(StrictModel):
-    instance_type: str = "t3.medium"
+    cloud: CloudKey = "aws"
+    # The defaults' instance types are for regions of the defaults' cloud; a region of another cloud gets that
+    # cloud's default (clouds.py) unless it names its own. None: the cloud's default.
+    instance_type: str | None = None
     instance_types: list[str] | None = None
     spot: bool = True
     # Opt-in: on-demand costs about three times as much, so running out of spot capacity fails unless asked.
@@ -182,14 +155,16 @@ class DefaultsSpec(StrictModel):
     image_id: str | None = None
 
     _lists = field_validator("instance_types", mode="before")(_check_list)
-    _instance_type = field_validator("instance_type")(_check_instance_type)
-    _instance_types = field_validator("instance_types")(_check_instance_types)
-
     _image = field_validator("image_id")(_check_image_id)
 
     @model_validator(mode="after")
     def _capacity(self) -> DefaultsSpec:
         _either(self, "instance_type", "instance_types")
+        if self.instance_type is not None:
+            check_instance_types("instance_type", [self.instance_type], CloudName(self.cloud))
+        if self.instance_types is not None:
+            check_instance_types("instance_types", self.instance_types, CloudName(self.cloud))
+            check_choices_at("instance_types", self.instance_types, "instance type")
         if self.on_demand_fallback and not self.spot:
             raise _At("on_demand_fallback", "only used with spot: true (without spot every node is on-demand)")
         return self

@@ -166,7 +166,7 @@ def cmd_plan(ctx: Context, _options: PlanOptions) -> int:
             cluster=p.cluster, region=p.region, nodes=p.num_nodes,
             action=p.action.describe() if p.action else "unknown (state not readable)",
             candidates=list(p.candidates),
-            price=prices.get(p.cluster), task=p.rendered_task,
+            price=prices.get(p.cluster), task=p.rendered_task, cloud=ctx.fleet.cloud_of(p.region),
         )
         for p in plans
     ]
@@ -180,7 +180,7 @@ def cmd_status(ctx: Context, _options: StatusOptions) -> int:
     clusters = [
         ClusterCount(cluster=ctx.fleet.cluster_name(region), region=region, wanted=spec.count,
                      up=sum(1 for n in nodes if n.cluster == ctx.fleet.cluster_name(region)),
-                     price=prices.get(ctx.fleet.cluster_name(region)))
+                     price=prices.get(ctx.fleet.cluster_name(region)), cloud=ctx.fleet.cloud_of(region))
         for region, spec in sorted(ctx.fleet.regions.items())
     ]
     api = ctx.orchestrator_api()
@@ -189,7 +189,7 @@ def cmd_status(ctx: Context, _options: StatusOptions) -> int:
     infos = [NodeInfo(node=ctx.host(n), instance_id=n.instance_id, cluster=n.cluster, region=n.region, zone=n.zone,
                       address=f"{n.host}:{n.port}", market="spot" if n.spot else "on-demand",
                       orchestrator=answer.view(ctx.host(n)) if answer else None,
-                      interruption=notices.get(ctx.host(n), "")) for n in nodes]
+                      interruption=notices.get(ctx.host(n), ""), cloud=n.cloud) for n in nodes]
     cost = CostResult.of(ctx.fleet.name, DEFAULT_COST_DAYS, ctx.provider.costs(DEFAULT_COST_DAYS))
     result = StatusResult(ctx.fleet.name, clusters, infos, fleet_price, answer.error if answer else "", cost)
     show(ctx.console, result, ctx.output)

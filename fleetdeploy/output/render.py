@@ -123,9 +123,10 @@ def _up(console: Console, result: UpResult) -> None:
 
 
 def _status(console: Console, result: StatusResult) -> None:
-    rows = [(c.cluster, styled("ok" if c.ok else ("failed" if c.up == 0 else "changed")), f"{c.up}/{c.wanted}",
-             c.price or "-") for c in result.clusters]
-    print_table(console, f"Fleet '{result.fleet}'", ("cluster", "state", "nodes up", "price (as wanted)"), rows)
+    rows = [(c.cluster, c.cloud, styled("ok" if c.ok else ("failed" if c.up == 0 else "changed")),
+             f"{c.up}/{c.wanted}", c.price or "-") for c in result.clusters]
+    print_table(console, f"Fleet '{result.fleet}'", ("cluster", "cloud", "state", "nodes up", "price (as wanted)"),
+                rows)
     if result.fleet_price:
         _plain(console, f"fleet: {result.fleet_price}")
     with_orchestrator = bool(result.orchestrator_note) or any(n.orchestrator for n in result.nodes)
@@ -166,10 +167,10 @@ def _cost(console: Console, result: CostResult) -> None:
 
 
 def _plan(console: Console, result: PlanResult) -> None:
-    rows = [(c.cluster, c.action, c.region, c.nodes, " > ".join(c.candidates), c.price or "-")
+    rows = [(c.cluster, c.action, c.cloud, c.region, c.nodes, " > ".join(c.candidates), c.price or "-")
             for c in result.clusters]
     print_table(console, f"Plan for fleet '{result.fleet}' ({result.provider})",
-                ("cluster", "up will", "region", "nodes", "tried in order", "price"), rows)
+                ("cluster", "up will", "cloud", "region", "nodes", "tried in order", "price"), rows)
     if result.fleet_price:
         _plain(console, f"fleet: {result.fleet_price}")
     for cluster in result.clusters:

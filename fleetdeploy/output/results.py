@@ -62,6 +62,7 @@ class NodeInfo:
     zone: str | None
     address: str
     market: str
+    cloud: str = "aws"
     orchestrator: OrchestratorView | None = None
     # A spot interruption notice the node reported to the watcher's last tick ("" when none, or no recent tick).
     interruption: str = ""
@@ -74,6 +75,7 @@ class ClusterCount:
     wanted: int
     up: int
     price: str | None  # "$0.0250/h" / "price unknown (...)"; None where nothing is billed (local)
+    cloud: str = "aws"
 
     @property
     def ok(self) -> bool:
@@ -126,6 +128,7 @@ class PlannedCluster:
     candidates: list[str]
     price: str | None
     task: str  # the rendered provider task (SkyPilot: YAML)
+    cloud: str = "aws"
 
 
 @dataclass

@@ -63,6 +63,7 @@ class Node:
     user: str
     key_file: str
     spot: bool
+    cloud: str = "aws"  # fleet/clouds.py's spelling; a local node carries its region's cloud as a label
 
 
 class ActionKind(enum.Enum):

@@ -78,6 +78,7 @@ def _host_vars(node: Node, known_hosts: Path | None) -> JSONObject:
         "ansible_ssh_private_key_file": node.key_file,
         "fleet_cluster": node.cluster,
         "fleet_region": node.region,
+        "fleet_cloud": node.cloud,
         "fleet_zone": node.zone,
         "fleet_instance_id": node.instance_id,
         "fleet_spot": node.spot,

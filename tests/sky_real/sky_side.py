@@ -25,36 +25,45 @@ from sky.client import sdk  # noqa: E402
 from sky.provision.common import ClusterInfo, InstanceInfo  # noqa: E402
 from sky.utils import auth_utils  # noqa: E402
 
-# What a real AWS cluster YAML carries that SkyPilot reads back for credentials (templates/aws-ray.yml.j2).
+# What a real cluster YAML carries that SkyPilot reads back for credentials (templates/<cloud>-ray.yml.j2): the
+# provider section and `auth`, whose ssh_user differs per cloud.
 _CLUSTER_YAML = """\
 cluster_name: {on_cloud}
 max_workers: {workers}
 provider:
   type: external
-  module: sky.provision.aws
-  region: {region}
-  use_internal_ips: false
+  module: sky.provision.{cloud}
+{provider}
 auth:
-  ssh_user: ubuntu
+  ssh_user: {user}
   ssh_private_key: {key}
 """
+_PROVIDER = {
+    "aws": "  region: {region}\n  use_internal_ips: false",
+    "gcp": "  region: {region}\n  availability_zone: {zone}\n  project_id: fleet-test-project",
+    "azure": "  location: {region}\n  resource_group: {on_cloud}-{region}",
+}
+_SSH_USER = {"aws": "ubuntu", "gcp": "gcpuser", "azure": "azureuser"}
 
 
 def seed(spec: dict[str, Any]) -> dict[str, Any]:
-    """Cluster records as `sky.launch` leaves them; `ready` True → UP, False → INIT."""
+    """Cluster records as `sky.launch` leaves them; `ready` True → UP, False → INIT. A cluster's `cloud` (aws unless
+    given) chooses its instance type, zone form (Azure has none) and the user its cluster YAML records."""
     private_key, public_key = auth_utils.get_or_generate_keys()
     for cluster in spec["clusters"]:
-        name, region = cluster["name"], cluster["region"]
-        resources = sky.Resources(infra=f"aws/{region}/{cluster['zone']}", instance_type="t3.medium",
+        name, region, cloud = cluster["name"], cluster["region"], cluster.get("cloud", "aws")
+        zone = cluster.get("zone")
+        infra = f"{cloud}/{region}/{zone}" if zone else f"{cloud}/{region}"
+        resources = sky.Resources(infra=infra, instance_type=cluster.get("instance_type", "t3.medium"),
                                   use_spot=True, disk_size=30)
         instances = {
             node["instance_id"]: [InstanceInfo(instance_id=node["instance_id"], internal_ip=node["internal_ip"],
                                                external_ip="127.0.0.1", tags={}, ssh_port=node["port"])]
             for node in cluster["nodes"]
         }
-        # ssh_user stays unset, as on real AWS: the user must come from the record's credentials.
+        # ssh_user stays unset, as on real AWS, GCP and Azure: the user must come from the record's credentials.
         info = ClusterInfo(instances=instances, head_instance_id=cluster["nodes"][0]["instance_id"],
-                           provider_name="aws", provider_config={"region": region, "use_internal_ips": False})
+                           provider_name=cloud, provider_config={"region": region, "use_internal_ips": False})
         on_cloud = f"{name}-2ea4"
         handle = CloudVmRayResourceHandle(
             cluster_name=name, cluster_name_on_cloud=on_cloud,
@@ -65,8 +74,10 @@ def seed(spec: dict[str, Any]) -> dict[str, Any]:
         # What the backend calls after provisioning: IPs and ports come from the cluster info.
         handle.update_cluster_ips(cluster_info=info)
         handle.update_ssh_ports()
+        provider = _PROVIDER[cloud].format(region=region, zone=zone, on_cloud=on_cloud)
         global_user_state.set_cluster_yaml(name, _CLUSTER_YAML.format(
-            on_cloud=on_cloud, workers=cluster["launched_nodes"] - 1, region=region, key=private_key))
+            on_cloud=on_cloud, workers=cluster["launched_nodes"] - 1, cloud=cloud, provider=provider,
+            user=_SSH_USER[cloud], key=private_key))
         global_user_state.add_or_update_cluster(name, handle, requested_resources={resources},
                                                 ready=cluster["ready"])
     return {"private_key": private_key, "public_key": public_key}
@@ -83,6 +94,7 @@ def records(names: list[str]) -> list[dict[str, Any]]:
             "handle_ssh_user": handle.ssh_user, "credentials": credentials,
             "ips": handle.cached_external_ips, "ports": handle.cached_external_ssh_ports,
             "instance_ids": sorted(handle.cached_cluster_info.instances),
+            "cloud": str(handle.launched_resources.cloud),
         })
     return out
 

@@ -40,6 +40,9 @@ CATALOG_HEADER = ("InstanceType,AcceleratorName,AcceleratorCount,vCPUs,MemoryGiB
 # region -> (zone name for the records, zone ID for the catalog: without AWS, SkyPilot cannot map IDs to names)
 ZONES = {"us-east-1": ("us-east-1a", "use1-az1"), "us-east-2": ("us-east-2a", "use2-az1"),
          "us-west-2": ("us-west-2a", "usw2-az1")}
+# The seeded GCP and Azure clusters: records only; their node addresses are a closed port on loopback.
+GCP_REGION, AZURE_REGION = "us-central1", "eastus"
+CLOSED_PORT = 9
 # Where anything that ignores the rules would send HTTP(S): a closed port on loopback, never the internet.
 BLACKHOLE_PROXY = "http://127.0.0.1:9"
 STAMP = "/var/lib/fleetdeploy/converged.json"
@@ -80,12 +83,18 @@ def sky_environment(home: Path, state: Path, port: int) -> dict[str, str]:
 
 
 def write_catalog(home: Path) -> None:
-    """t3.medium in the regions used; without `.meta/aws/vms.csv.md5` SkyPilot never re-downloads it."""
-    path = home / ".sky" / "catalogs" / "v8" / "aws" / "vms.csv"
-    path.parent.mkdir(parents=True)
-    rows = [f"t3.medium,,,2.0,4.0,,0.0416,0.0125,{region},{zone_id},x86_64,,,,,0"
-            for region, (_, zone_id) in ZONES.items()]
-    path.write_text("\n".join([CATALOG_HEADER, *rows]) + "\n")
+    """Each cloud's default type in the regions used; without `.meta/<cloud>/vms.csv.md5` SkyPilot never
+    re-downloads a catalog."""
+    rows = {
+        "aws": [f"t3.medium,,,2.0,4.0,,0.0416,0.0125,{region},{zone_id},x86_64,,,,,0"
+                for region, (_, zone_id) in ZONES.items()],
+        "gcp": [f"e2-medium,,,2.0,4.0,,0.0335,0.0101,{GCP_REGION},{GCP_REGION}-{z},x86_64,,,,,0" for z in "ab"],
+        "azure": [f"Standard_B2s,,,2.0,4.0,,0.0416,0.0083,{AZURE_REGION},,x86_64,,,,,0"],
+    }
+    for cloud, lines in rows.items():
+        path = home / ".sky" / "catalogs" / "v8" / cloud / "vms.csv"
+        path.parent.mkdir(parents=True)
+        path.write_text("\n".join([CATALOG_HEADER, *lines]) + "\n")
 
 
 def api_server_processes(port: int) -> list[psutil.Process]:
@@ -178,10 +187,13 @@ class SkyWorld:
     def inventory(self) -> Path:
         return REPO / "inventory" / f"{self.name}.yml"
 
-    def fleet_file(self, label: str, regions: dict[str, int]) -> Path:
-        """A SkyPilot fleet file whose nodes reach the local orchestrator by its name on the fleet network."""
+    def fleet_file(self, label: str, regions: dict[str, int], clouds: dict[str, str] | None = None) -> Path:
+        """A SkyPilot fleet file whose nodes reach the local orchestrator by its name on the fleet network;
+        `clouds`: a region's `cloud:` key (aws, the default, when not named)."""
         path = self.work / f"{label}.yaml"
-        lines = "\n".join(f"  {region}: {{count: {count}}}" for region, count in regions.items())
+        cloud = clouds or {}
+        lines = "\n".join(f"  {region}: {{count: {count}" + (f", cloud: {cloud[region]}}}" if region in cloud else "}")
+                          for region, count in regions.items())
         path.write_text(f"""name: {self.name}
 regions:
 {lines}
@@ -310,10 +322,19 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SkyWorld]:
 
         # us-east-1: UP and complete. us-east-2: INIT, launched with 2, one survivor (partial spot preemption).
         # us-west-2: no record. The other fleet's cluster reuses an address: only its name tells it apart.
+        # A GCP and an Azure cluster, each INIT with one survivor of two: records only, their address a closed port.
+        def elsewhere(cloud: str, region: str, zone: str | None, kind: str, ip: str) -> dict[str, Any]:
+            instance = f"{world.cluster(region)}-2ea4-head"
+            return {"name": world.cluster(region), "cloud": cloud, "region": region, "zone": zone,
+                    "instance_type": kind, "launched_nodes": 2, "ready": False,
+                    "nodes": [{"instance_id": instance, "internal_ip": ip, "port": CLOSED_PORT}]}
+
         keys = world.sky("seed", {"clusters": [
             record(world.cluster("us-east-1"), "us-east-1", 2, True),
             record(world.cluster("us-east-2"), "us-east-2", 2, False),
             record(world.cluster("us-east-1", world.other), "us-east-1", 1, True),
+            elsewhere("gcp", GCP_REGION, f"{GCP_REGION}-a", "e2-medium", "10.128.0.2"),
+            elsewhere("azure", AZURE_REGION, None, "Standard_B2s", "10.0.0.4"),
         ]})
         world.private_key = keys["private_key"]
         public_key = Path(keys["public_key"]).read_text()

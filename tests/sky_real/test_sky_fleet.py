@@ -25,7 +25,7 @@ from typing import Any
 
 import pytest
 import yaml
-from sky_world import SkyWorld, api_server_processes
+from sky_world import AZURE_REGION, CLOSED_PORT, GCP_REGION, SkyWorld, api_server_processes
 
 from tests.webhook_receiver import WebhookReceiver
 
@@ -148,7 +148,7 @@ def test_02_status_counts_nodes_per_cluster(world: SkyWorld, three: Path) -> Non
         assert nodes[name] == {"node": name, "instance_id": box.instance_id, "cluster": world.cluster(region),
                                "region": region, "zone": f"{region}a", "address": f"127.0.0.1:{box.port}",
                                "market": "spot", "orchestrator": None,  # no orchestrator.api here
-                               "interruption": ""}, nodes[name]  # no watcher has seen a spot notice
+                               "interruption": "", "cloud": "aws"}, nodes[name]  # no watcher has seen a spot notice
     # SkyPilot's own cost report: the seeded launches, this fleet's clusters only (not the other fleet's).
     cost = data["cost"]
     assert cost["basis"] == "estimate at list prices (SkyPilot's cost report)" and cost["error"] == "", cost
@@ -380,3 +380,43 @@ def test_11_no_secret_reached_skypilot_or_the_output(world: SkyWorld) -> None:
     # SkyPilot keeps task envs, request bodies and logs in plain files: the token must be in none of them.
     stored = [p for p in (world.home / ".sky").rglob("*") if p.is_file() and token.encode() in p.read_bytes()]
     assert stored == []
+
+
+def test_12_gcp_and_azure_clusters_inventory_their_own_user_and_stop_at_their_own_credential_check(
+        world: SkyWorld) -> None:
+    """The seeded GCP and Azure records (INIT, one survivor each, at a closed port): the inventory carries the user
+    SkyPilot recorded for each cloud, and `up` gets past every config and validation step to that cloud's own
+    credential check, as the AWS clusters do."""
+    clouds = world.fleet_file("clouds", {GCP_REGION: 2, AZURE_REGION: 2}, {GCP_REGION: "gcp", AZURE_REGION: "azure"})
+    listed = world.deploy(clouds, "inventory", "--print")
+    assert listed.returncode == 0, _ok(listed)
+    group = yaml.safe_load(listed.stdout)["all"]["children"][f"fleet_{world.name}"]
+    hosts = {name: values for region in group["children"].values() for name, values in (region["hosts"] or {}).items()}
+    expected = {GCP_REGION: ("gcpuser", "gcp", f"{GCP_REGION}-a"), AZURE_REGION: ("azureuser", "azure", None)}
+    assert sorted(hosts) == sorted(f"{world.name}-{world.cluster(r)}-2ea4-head" for r in expected)
+    for region, (user, cloud, zone) in expected.items():
+        values = hosts[f"{world.name}-{world.cluster(region)}-2ea4-head"]
+        assert (values["ansible_user"], values["fleet_cloud"], values["fleet_zone"]) == (user, cloud, zone), values
+        assert values["ansible_host"] == "127.0.0.1" and values["ansible_port"] == CLOSED_PORT
+        assert values["ansible_ssh_private_key_file"] == world.private_key and values["fleet_region"] == region
+    records = {r["name"]: r for r in world.sky("records", [world.cluster(r) for r in expected])}
+    assert {n: (r["cloud"], r["credentials"]["ssh_user"]) for n, r in records.items()} == {
+        world.cluster(GCP_REGION): ("GCP", "gcpuser"), world.cluster(AZURE_REGION): ("Azure", "azureuser")}
+
+    before = {r["request_id"] for r in world.requests("sky.launch")}
+    result, data = _deploy_json(world, clouds, "up", "--skip-health")
+    assert result.returncode == 1, _ok(result)
+    outcomes = _by(data["clusters"], "cluster")
+    assert outcomes[world.cluster(GCP_REGION)]["error"].startswith(
+        "GCP credentials are missing or unusable (run: sky check gcp): "), outcomes
+    assert outcomes[world.cluster(AZURE_REGION)]["error"].startswith(
+        "Azure credentials are missing or unusable (run: sky check azure): "), outcomes
+    launches = {r["cluster_name"]: r for r in world.requests("sky.launch") if r["request_id"] not in before}
+    assert sorted(launches) == sorted(world.cluster(r) for r in expected)
+    for name, request in launches.items():
+        _assert_credentials_stop(request, "CloudUserIdentityError")
+        infra = request["task"]
+        assert ("gcp/" if name.endswith(GCP_REGION) else "azure/") in json.dumps(infra), infra
+    # The survivors were tried and are unreachable (nothing listens there): named per node, never a crash.
+    assert data["configure"]["ok"] is False
+    assert {n["state"] for n in data["configure"]["nodes"]} == {"unreachable"}, data["configure"]

@@ -396,10 +396,12 @@ class LocalProvider:
             port = c.ports.get(SSH_PORT)
             if not c.running or port is None or LABEL_INSTANCE not in c.labels:
                 continue
+            region = c.labels.get(LABEL_REGION, "")
             found.append(Node(
                 instance_id=c.labels[LABEL_INSTANCE], cluster=c.labels.get(LABEL_CLUSTER, ""),
-                region=c.labels.get(LABEL_REGION, ""), zone=None, host="127.0.0.1", port=port, user=NODE_USER,
+                region=region, zone=None, host="127.0.0.1", port=port, user=NODE_USER,
                 key_file=str(self.key_file), spot=False,
+                cloud=self.fleet.cloud_of(region) if region in self.fleet.regions else "aws",
             ))
         return sorted(found, key=lambda n: (n.region, n.cluster, n.instance_id))
 

@@ -1,4 +1,5 @@
-"""Hourly price of a fleet, per region and in total, from SkyPilot's AWS catalog file (pure data, offline).
+"""Hourly price of a fleet, per region and in total, from SkyPilot's catalog file of each cloud it uses (pure data,
+offline).
 
 The file is read directly rather than through `sky.catalog.get_hourly_cost`: importing sky costs seconds, and
 its catalog access may go online (it downloads a missing file, refreshes one older than 7 hours, and with AWS
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
+from fleetdeploy.fleet.clouds import CloudName
 from fleetdeploy.fleet.model import Fleet
 from fleetdeploy.providers.skypilot.task import Market, candidates
 
@@ -23,7 +25,7 @@ from fleetdeploy.providers.skypilot.task import Market, candidates
 CATALOG_SCHEMA_VERSION = "v8"
 _COLUMNS = frozenset({"InstanceType", "Region", "Price", "SpotPrice"})
 
-_Key = tuple[str, str, bool]  # (region, instance type, spot)
+_Key = tuple[str, str, bool]  # (region, instance type, spot) within one cloud's catalog
 
 
 class Unknown(StrEnum):
@@ -40,6 +42,7 @@ class RegionPrice:
 
     region: str
     nodes: int
+    cloud: CloudName
     instance_type: str
     market: Market
     per_node_hour: float | None
@@ -54,42 +57,45 @@ class FleetPrice:
     regions: tuple[RegionPrice, ...]
     per_hour: float | None  # None when any region's price is unknown: a partial sum would understate the cost
     unknown: Unknown | None
-    catalog_available: bool
+    catalog_available: bool  # every cloud's file was read
 
 
-def catalog_file() -> Path:
-    """Where SkyPilot keeps its AWS catalog (sky.catalog.common.get_catalog_path('aws/vms.csv'))."""
+def catalog_file(cloud: CloudName = CloudName.AWS) -> Path:
+    """Where SkyPilot keeps a cloud's catalog (sky.catalog.common.get_catalog_path('<cloud>/vms.csv'))."""
     root = os.path.expanduser(os.environ.get("SKY_RUNTIME_DIR", "~"))
-    return Path(root, ".sky", "catalogs", CATALOG_SCHEMA_VERSION, "aws", "vms.csv")
+    return Path(root, ".sky", "catalogs", CATALOG_SCHEMA_VERSION, str(cloud), "vms.csv")
 
 
 def region_prices(fleet: Fleet) -> FleetPrice:
     """Prices of every region's first candidate and of the fleet; never fails, never goes online.
 
-    Per region, not per zone: the catalog keys zones by ID (use1-az1) and naming them (us-east-1a) needs AWS.
+    Per region, not per zone: the AWS catalog keys zones by ID (use1-az1) and naming them (us-east-1a) needs AWS.
     """
-    path = catalog_file()
     firsts = {region: candidates(fleet, region)[0] for region in fleet.regions}
-    wanted = {(region, first.instance_type, first.spot) for region, first in firsts.items()}
-    prices: dict[_Key, float] = {}
-    if not path.is_file():
-        failure: Unknown | None = Unknown.NO_CATALOG
-    else:
+    prices: dict[CloudName, dict[_Key, float]] = {}
+    failures: dict[CloudName, Unknown] = {}
+    for cloud in fleet.clouds:
+        wanted = {(region, first.instance_type, first.spot) for region, first in firsts.items()
+                  if first.cloud == cloud}
+        path = catalog_file(cloud)
+        if not path.is_file():
+            failures[cloud] = Unknown.NO_CATALOG
+            continue
         try:
-            prices, failure = _read(path, wanted), None
+            prices[cloud] = _read(path, wanted)
         except (OSError, UnicodeDecodeError, csv.Error, ValueError):
-            failure = Unknown.UNREADABLE
+            failures[cloud] = Unknown.UNREADABLE
     rows = []
     for region, first in firsts.items():
         nodes = fleet.regions[region].count
-        price = prices.get((region, first.instance_type, first.spot))
-        reason = None if price is not None else failure or Unknown.NOT_IN_CATALOG
+        price = prices.get(first.cloud, {}).get((region, first.instance_type, first.spot))
+        reason = None if price is not None else failures.get(first.cloud, Unknown.NOT_IN_CATALOG)
         total = None if price is None else round(nodes * price, 6)
-        rows.append(RegionPrice(region, nodes, first.instance_type, first.market, price, total, reason))
+        rows.append(RegionPrice(region, nodes, first.cloud, first.instance_type, first.market, price, total, reason))
     known = [row.per_region_hour for row in rows if row.per_region_hour is not None]
     missing = next((row.unknown for row in rows if row.unknown is not None), None)
     per_hour = round(sum(known), 6) if missing is None else None
-    return FleetPrice(tuple(rows), per_hour, missing, failure is None)
+    return FleetPrice(tuple(rows), per_hour, missing, not failures)
 
 
 def _read(path: Path, wanted: set[_Key]) -> dict[_Key, float]:
@@ -98,7 +104,7 @@ def _read(path: Path, wanted: set[_Key]) -> dict[_Key, float]:
     with path.open(newline="", encoding="utf-8") as handle:
         reader = csv.DictReader(handle)
         if not _COLUMNS <= set(reader.fieldnames or ()):
-            raise ValueError(f"{path}: not a SkyPilot AWS catalog")
+            raise ValueError(f"{path}: not a SkyPilot catalog")
         for row in reader:
             for spot in (True, False):
                 key = (row["Region"].lower(), row["InstanceType"], spot)

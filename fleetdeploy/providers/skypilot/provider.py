@@ -17,7 +17,7 @@ from typing import Any
 from fleetdeploy.errors import FleetError
 from fleetdeploy.fleet.model import Fleet
 from fleetdeploy.jsondoc import JSONObject
-from fleetdeploy.output.capture import captured_fds, strip_ansi
+from fleetdeploy.output.capture import captured_fds
 from fleetdeploy.providers.base import (
     ActionKind,
     ClusterAction,
@@ -33,14 +33,15 @@ from fleetdeploy.providers.base import (
     Provider,
     Survey,
 )
+from fleetdeploy.providers.skypilot.catalog import check_against_catalogs
 from fleetdeploy.providers.skypilot.costs import BASIS, costs_from_report
+from fleetdeploy.providers.skypilot.errors import describe_error, failure_kind, is_sky_error
 from fleetdeploy.providers.skypilot.pricing import region_prices
 from fleetdeploy.providers.skypilot.project_config import install_project_config
 from fleetdeploy.providers.skypilot.task import candidates, render_task, to_yaml
 
 SdkLoader = Callable[[], Any]
 MAX_IN_FLIGHT = 4
-_MAX_ERROR_CHARS = 400
 # Progress rows for what SkyPilot itself prints (it does not say which cluster a line is about).
 SKYPILOT_ROW = "skypilot"
 # sky.server.requests.request_names.RequestName.CLUSTER_LAUNCH, and the states of a request not yet finished.
@@ -61,57 +62,6 @@ def load_sky(project_config: Path) -> Any:
 def _status_value(status: Any) -> str:
     """'UP' / 'INIT' / ... from a sky.ClusterStatus (or a plain string)."""
     return str(getattr(status, "value", status))
-
-
-def _is(sky: Any, exc: BaseException, name: str) -> bool:
-    cls = getattr(getattr(sky, "exceptions", None), name, None)
-    return isinstance(cls, type) and isinstance(exc, cls)
-
-
-def first_paragraph(text: str) -> str:
-    """The first paragraph of an error text as one line, without terminal codes."""
-    paragraph = strip_ansi(text).strip().split("\n\n", 1)[0]
-    return " ".join(line.strip() for line in paragraph.splitlines() if line.strip())
-
-
-def describe_error(sky: Any, exc: BaseException) -> str:
-    """One line for a SkyPilot failure, with a hint for the failures users actually meet."""
-    first = first_paragraph(str(exc))
-    hints: list[tuple[str, str]] = [
-        ("CloudUserIdentityError", "AWS credentials are missing or unusable (run: sky check aws)"),
-        ("NoCloudAccessError", "no usable cloud access (run: sky check aws)"),
-        ("ClusterDoesNotExist", "cluster does not exist"),
-    ]
-    for name, hint in hints:
-        if _is(sky, exc, name):
-            text = f"{hint}: {first}" if first else hint
-            return text[:_MAX_ERROR_CHARS]
-    try:
-        import requests  # noqa: PLC0415 - only needed to classify this error
-
-        if isinstance(exc, requests.exceptions.ConnectionError):
-            return "cannot reach the SkyPilot API server or the AWS instance catalog (network?)"[:_MAX_ERROR_CHARS]
-    except ImportError:
-        pass
-    return f"{type(exc).__name__}: {first}"[:_MAX_ERROR_CHARS]
-
-
-def failure_kind(sky: Any, exc: BaseException) -> FailureKind:
-    """What kind of failure a SkyPilot error is: the watcher's backoff depends on it."""
-    if _is(sky, exc, "CloudUserIdentityError") or _is(sky, exc, "NoCloudAccessError"):
-        return FailureKind.CREDENTIALS
-    if _is(sky, exc, "ResourcesUnavailableError"):  # capacity or quota, over every candidate tried
-        return FailureKind.CAPACITY
-    if _is(sky, exc, "ApiServerConnectionError"):
-        return FailureKind.TRANSIENT
-    try:
-        import requests  # noqa: PLC0415 - only needed to classify this error
-
-        if isinstance(exc, requests.exceptions.RequestException):
-            return FailureKind.TRANSIENT
-    except ImportError:
-        pass
-    return FailureKind.UNKNOWN
 
 
 def _instance_ids(handle: Any) -> dict[tuple[str, int], str]:
@@ -170,9 +120,15 @@ def nodes_from_status(records: Iterable[Any]) -> list[Node]:
                     user=user,
                     key_file=os.path.expanduser(key),
                     spot=bool(resources.use_spot),
+                    cloud=cloud_key(resources.cloud),
                 )
             )
     return nodes
+
+
+def cloud_key(cloud: Any) -> str:
+    """Our spelling of the cloud a SkyPilot Resources names (its str() is 'AWS', 'GCP', 'Azure')."""
+    return str(cloud).lower() if cloud is not None else "aws"
 
 
 def _launched_nodes(record: Any) -> int:
@@ -248,6 +204,7 @@ class SkyPilotProvider:
 
         Reading that state is a local API-server call, never a cloud call; when it fails, the action is unknown.
         """
+        check_against_catalogs(self._fleet)  # before SkyPilot is even imported
         try:
             with self._sdk() as sky:
                 records: dict[str, Any] | None = self._records(sky, list(self._names()))
@@ -282,7 +239,8 @@ class SkyPilotProvider:
         return {rec["name"]: rec for rec in records if rec["name"] in names}
 
     def preflight(self) -> None:
-        """Nothing cheap to check: SkyPilot's own checks need its API server (started on first use)."""
+        """The fleet against each cloud's catalog when it is on disk (SkyPilot's own checks need its API server)."""
+        check_against_catalogs(self._fleet)
 
     def survey(self) -> Survey:
         """This fleet's clusters refreshed from the cloud (what shows preempted nodes). A refresh that fails
@@ -293,12 +251,12 @@ class SkyPilotProvider:
             try:
                 records = self._records(sky, list(names), credentials=True, refresh=True)
             except Exception as exc:  # noqa: BLE001 - a failed refresh is reported, never taken as nodes lost
-                error = f"refreshing the cluster status failed: {describe_error(sky, exc)}"
+                error = f"refreshing the cluster status failed: {self._describe(sky, exc)}"
                 try:
                     records = self._records(sky, list(names), credentials=True)
                 except Exception as again:  # noqa: BLE001
                     return Survey({}, [], error=f"cannot read cluster status from SkyPilot: "
-                                                f"{describe_error(sky, again)}")
+                                                f"{self._describe(sky, again)}")
             in_flight, in_flight_error = self._launches_in_flight(sky, names)
         actions = {name: decide(records.get(name), self._fleet.regions[region].count)
                    for name, region in names.items()}
@@ -311,7 +269,7 @@ class SkyPilotProvider:
         try:
             requests = sky.api_status()
         except Exception as exc:  # noqa: BLE001
-            return frozenset(), f"cannot list the API server's requests: {describe_error(sky, exc)}"
+            return frozenset(), f"cannot list the API server's requests: {self._describe(sky, exc)}"
         return frozenset(
             str(r.cluster_name) for r in requests
             if r.name == LAUNCH_REQUEST and str(r.status).upper() in LIVE_REQUEST_STATES and r.cluster_name in names
@@ -324,7 +282,7 @@ class SkyPilotProvider:
             try:
                 records = self._records(sky, list(names))
             except Exception as exc:  # noqa: BLE001 - every SDK failure becomes an outcome
-                return self._all_failed(names, describe_error(sky, exc), progress, failure_kind(sky, exc))
+                return self._all_failed(names, self._describe(sky, exc), progress, failure_kind(sky, exc))
             outcomes: dict[str, ClusterOutcome] = {}
             work: list[tuple[str, Outcome, Callable[[], Any]]] = []
             for name, region in names.items():
@@ -365,20 +323,20 @@ class SkyPilotProvider:
                     in_flight.append((name, action, submit()))
                     progress(name, "submitted")
                 except Exception as exc:  # noqa: BLE001
-                    outcomes[name] = self._failed(name, names[name], describe_error(sky, exc), progress,
-                                                  failure_kind(sky, exc))
+                    outcomes[name] = self._failed(name, names[name], self._describe(sky, exc, names[name]),
+                                                  progress, failure_kind(sky, exc))
             if not in_flight:
                 continue
             name, action, request_id = in_flight.popleft()
             try:
                 sky.get(request_id)
             except Exception as exc:  # noqa: BLE001
-                if action is Outcome.REMOVED and _is(sky, exc, "ClusterDoesNotExist"):
+                if action is Outcome.REMOVED and is_sky_error(sky, exc, "ClusterDoesNotExist"):
                     progress(name, "already gone")
                     outcomes[name] = ClusterOutcome(name, names[name], Outcome.UNCHANGED)
                     continue
-                outcomes[name] = self._failed(name, names[name], describe_error(sky, exc), progress,
-                                                  failure_kind(sky, exc))
+                outcomes[name] = self._failed(name, names[name], self._describe(sky, exc, names[name]), progress,
+                                              failure_kind(sky, exc))
                 continue
             progress(name, action)
             outcomes[name] = ClusterOutcome(name, names[name], action)
@@ -391,7 +349,7 @@ class SkyPilotProvider:
             try:
                 records = self._records(sky, names, credentials=True)
             except Exception as exc:  # noqa: BLE001
-                raise FleetError(f"cannot read cluster status from SkyPilot: {describe_error(sky, exc)}") from None
+                raise FleetError(f"cannot read cluster status from SkyPilot: {self._describe(sky, exc)}") from None
         return nodes_from_status(records[name] for name in names if name in records)
 
     def down(self, progress: ProgressCallback) -> list[ClusterOutcome]:
@@ -401,7 +359,7 @@ class SkyPilotProvider:
             try:
                 records = self._records(sky, list(names))
             except Exception as exc:  # noqa: BLE001
-                return self._all_failed(names, describe_error(sky, exc), progress, failure_kind(sky, exc))
+                return self._all_failed(names, self._describe(sky, exc), progress, failure_kind(sky, exc))
             outcomes: dict[str, ClusterOutcome] = {}
             work: list[tuple[str, Outcome, Callable[[], Any]]] = []
             for name, region in names.items():
@@ -413,6 +371,11 @@ class SkyPilotProvider:
                 work.append((name, Outcome.REMOVED, functools.partial(sky.down, name)))
             outcomes.update(self._run(sky, names, work, progress))
         return [outcomes[name] for name in names]
+
+    def _describe(self, sky: Any, exc: BaseException, region: str | None = None) -> str:
+        """describe_error with the cloud of `region`'s cluster, or of the whole fleet."""
+        clouds = [self._fleet.cloud_of(region)] if region is not None else self._fleet.clouds
+        return describe_error(sky, exc, clouds)
 
     def _failed(self, name: str, region: str, error: str, progress: ProgressCallback,
                 kind: FailureKind = FailureKind.UNKNOWN) -> ClusterOutcome:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import yaml
 
+from fleetdeploy.fleet.clouds import CloudName
 from fleetdeploy.fleet.model import Fleet
 from fleetdeploy.jsondoc import JSON, JSONMapping, JSONObject, as_object
 from fleetdeploy.paths import SKYPILOT_TASK
@@ -26,9 +27,9 @@ def load_template(path: Path = TEMPLATE) -> JSONObject:
     return data
 
 
-def infra(region: str, zone: str | None) -> str:
-    """SkyPilot's `infra` string: aws/<region>[/<zone>]."""
-    return f"aws/{region}/{zone}" if zone else f"aws/{region}"
+def infra(cloud: CloudName, region: str, zone: str | None) -> str:
+    """SkyPilot's `infra` string: <cloud>/<region>[/<zone>] (e.g. aws/us-east-1/us-east-1a, gcp/us-central1)."""
+    return f"{cloud}/{region}/{zone}" if zone else f"{cloud}/{region}"
 
 
 class Market(StrEnum):
@@ -45,6 +46,7 @@ class Candidate:
     instance_type: str
     zone: str | None
     spot: bool
+    cloud: CloudName = CloudName.AWS
 
     @property
     def market(self) -> Market:
@@ -56,7 +58,8 @@ class Candidate:
 
     def resources(self, region: str) -> JSONObject:
         """The keys that differ between candidates, as SkyPilot's `resources` (or `resources.ordered` entry) wants."""
-        return {"infra": infra(region, self.zone), "instance_type": self.instance_type, "use_spot": self.spot}
+        return {"infra": infra(self.cloud, region, self.zone), "instance_type": self.instance_type,
+                "use_spot": self.spot}
 
 
 def candidates(fleet: Fleet, region: str) -> list[Candidate]:
@@ -64,14 +67,14 @@ def candidates(fleet: Fleet, region: str) -> list[Candidate]:
 
     All spot candidates come first (instance types outer, zones inner, both in the fleet file's order), then,
     with `defaults.on_demand_fallback`, the same again on-demand. A region's own instance type(s) replace the
-    defaults' list rather than extend it.
+    defaults' list rather than extend it (Fleet.instance_types_of).
     """
     spec, defaults = fleet.regions[region], fleet.defaults
-    own = spec.instance_types or ([spec.instance_type] if spec.instance_type else None)
-    types = own or defaults.instance_types or [defaults.instance_type]
+    types = fleet.instance_types_of(region)
+    cloud = fleet.cloud_of(region)
     zones: list[str | None] = list(spec.zones) if spec.zones else [spec.zone]
     markets = [True, False] if defaults.spot and defaults.on_demand_fallback else [defaults.spot]
-    return [Candidate(kind, zone, spot) for spot in markets for kind in types for zone in zones]
+    return [Candidate(kind, zone, spot, cloud) for spot in markets for kind in types for zone in zones]
 
 
 def render_task(fleet: Fleet, region: str, template: JSONObject | None = None) -> JSONObject:
@@ -94,8 +97,9 @@ def render_task(fleet: Fleet, region: str, template: JSONObject | None = None) -
     resources: JSONObject = {**placement, **shared}
     task["resources"] = resources
     resources["disk_size"] = fleet.defaults.disk_size_gb
+    # Labels become AWS tags, GCP labels and Azure tags alike.
     resources["labels"] = {"fleet": fleet.name, "region": region}
-    image_id = spec.image_id or fleet.defaults.image_id
+    image_id = fleet.image_id_of(region)
     if image_id:
         resources["image_id"] = image_id
     else:
