@@ -124,7 +124,7 @@ def start_orchestrator(directory: Path, name: str = "orch", node_manager: dict[s
 
 def start_compute(directory: Path, name: str, nats_port: int, token: str = TOKEN, interval: str = "15s",
                   labels: dict[str, str] | None = None, capacity: dict[str, str] | None = None,
-                  env: dict[str, str] | None = None) -> Node:
+                  env: dict[str, str] | None = None, compute: dict[str, Any] | None = None) -> Node:
     cfg: dict[str, Any] = {
         "DataDir": str(directory / "data"), "API": {"Host": "127.0.0.1", "Port": free_port()},
         "Labels": labels if labels is not None else {"team": "edge"},
@@ -134,7 +134,20 @@ def start_compute(directory: Path, name: str, nats_port: int, token: str = TOKEN
     }
     if capacity:
         cfg["Compute"]["AllocatedCapacity"] = capacity
+    cfg["Compute"].update(compute or {})
     return _launch(directory, cfg, name, env)
+
+
+def send_json(port: int, path: str, document: Any, method: str = "PUT", headers: dict[str, str] | None = None
+              ) -> tuple[int, Any]:
+    """(status, decoded body) of a JSON request, as the bacalhau CLI sends a job."""
+    req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", method=method, data=json.dumps(document).encode(),
+                                 headers={"Content-Type": "application/json", **(headers or {})})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
 
 
 def list_nodes(api_port: int, query: str = "", headers: dict[str, str] | None = None) -> list[dict[str, Any]]:
@@ -149,6 +162,17 @@ def ids(api_port: int, query: str = "") -> list[str]:
 
 def node_state(api_port: int, node_id: str) -> dict[str, Any] | None:
     return next((n for n in list_nodes(api_port) if n["Info"]["NodeID"] == node_id), None)
+
+
+def known_node(api_port: int, node_id: str) -> dict[str, Any]:
+    """The NodeState of a node the orchestrator lists (fails the test otherwise)."""
+    node = node_state(api_port, node_id)
+    assert node is not None, f"{node_id} is not listed"
+    return node
+
+
+def bearer(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
 
 
 def wait_status(api_port: int, node_id: str, status: str, timeout: float = 10.0) -> dict[str, Any]:

@@ -14,9 +14,7 @@ from typing import Any
 
 import pytest
 import yaml
-
-from bacalhau_harness import (BACALHAU, NATS_SERVER, TOKEN, free_port, get, start_orchestrator, wait_port,
-                              wait_status)
+from bacalhau_harness import BACALHAU, NATS_SERVER, TOKEN, free_port, get, start_orchestrator, wait_port, wait_status
 
 HERE = Path(__file__).resolve().parent
 SENSOR = [sys.executable, "-m", "sensor_double"]
@@ -66,7 +64,8 @@ def compute_config(tmp_path: Path, nats_port: int, token: str, **extra: Any) -> 
     return path, api_port
 
 
-def run_bacalhau(args: list[str], timeout: float = 20, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def run_bacalhau(args: list[str], timeout: float = 20, env: dict[str, str] | None = None
+                 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(BACALHAU + args, capture_output=True, text=True, timeout=timeout,
                           env={**os.environ, "BACALHAU_DOUBLE_CONNECT_DEADLINE": "2", **(env or {})})
 

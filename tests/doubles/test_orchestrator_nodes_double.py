@@ -1,4 +1,5 @@
-"""The orchestrator double's GET /api/v1/orchestrator/nodes against Bacalhau v1.9.3's behaviour (facts.md: Bacalhau API).
+"""The orchestrator double's GET /api/v1/orchestrator/nodes against Bacalhau v1.9.3's behaviour
+(facts.md: Bacalhau API).
 
 Every answer comes from real processes: compute doubles that authenticate to the orchestrator's nats-server,
 handshake and heartbeat. Loopback only.
@@ -18,9 +19,24 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from bacalhau_harness import (BACALHAU, NATS_SERVER, NODES, TOKEN, Node, get, ids, list_nodes, node_state, request,
-                              start_compute, start_orchestrator, wait_for, wait_port, wait_status)
+from bacalhau_harness import (
+    BACALHAU,
+    NATS_SERVER,
+    NODES,
+    TOKEN,
+    Node,
+    bearer,
+    get,
+    ids,
+    known_node,
+    list_nodes,
+    request,
+    start_compute,
+    start_orchestrator,
+    wait_for,
+    wait_port,
+    wait_status,
+)
 
 pytestmark = pytest.mark.skipif(not os.path.exists(NATS_SERVER), reason="nats-server is not installed")
 
@@ -98,14 +114,14 @@ def test_connected_nodes_have_the_real_shape(steady: dict[str, Any]) -> None:
 
 def test_heartbeats_follow_compute_heartbeat_interval(steady: dict[str, Any]) -> None:
     port = steady["port"]
-    before = node_state(port, "node-a")["ConnectionState"]["LastHeartbeat"]
-    after = wait_for(lambda: (h := node_state(port, "node-a")["ConnectionState"]["LastHeartbeat"]) != before and h,
+    before = known_node(port, "node-a")["ConnectionState"]["LastHeartbeat"]
+    after = wait_for(lambda: (h := known_node(port, "node-a")["ConnectionState"]["LastHeartbeat"]) != before and h,
                      3.0, "a heartbeat of node-a (Interval 1s)")
     assert 0.5 < ts(after) - ts(before) < 2.5
-    b = node_state(port, "node-b")["ConnectionState"]
+    b = known_node(port, "node-b")["ConnectionState"]
     assert b["LastHeartbeat"] == b["ConnectedSince"]  # 15s interval: no heartbeat yet, only the handshake
-    assert node_state(port, "orch")["ConnectionState"]["LastHeartbeat"] == \
-        node_state(port, "orch")["ConnectionState"]["ConnectedSince"]  # never updated for itself
+    assert known_node(port, "orch")["ConnectionState"]["LastHeartbeat"] == \
+        known_node(port, "orch")["ConnectionState"]["ConnectedSince"]  # never updated for itself
 
 
 @pytest.mark.parametrize(("query", "expected"), [
@@ -213,7 +229,7 @@ def test_liveness_kill_term_slow_heartbeats_and_rejoin(tmp_path: Path) -> None:
             """One list read: records node-slow's state on the way, returns node_id's ConnectionState."""
             states = {n["Info"]["NodeID"]: n["ConnectionState"] for n in list_nodes(port)}
             seen_slow.append(states["node-slow"])
-            return states[node_id]
+            return dict(states[node_id])
 
         kill = wait_for(lambda: (s := sample("node-kill"))["Status"] == "DISCONNECTED" and s, 8.0,
                         "node-kill DISCONNECTED")
@@ -249,15 +265,15 @@ def test_departed_nodes_survive_an_orchestrator_restart_and_manual_approval(tmp_
         pending = wait_status(orch.api_port, "node-p", "CONNECTED")
         assert pending["Membership"] == "PENDING"  # CONNECTED but not approved: not ready for jobs
         assert ids(orch.api_port, "?filter-approval=PENDING") == ["node-p"]
-        self_since = node_state(orch.api_port, "orch")["ConnectionState"]["ConnectedSince"]
+        self_since = known_node(orch.api_port, "orch")["ConnectionState"]["ConnectedSince"]
         orch.stop()
         assert compute.proc.wait(timeout=10) == 1  # its connection dropped
         orch.restart()
         wait_port(orch.api_port)
-        after = node_state(orch.api_port, "node-p")
+        after = known_node(orch.api_port, "node-p")
         assert after["ConnectionState"]["Status"] == "DISCONNECTED" and after["Membership"] == "PENDING"
         assert after["Info"]["ComputeNodeInfo"]["AvailableCapacity"] == {}
-        assert node_state(orch.api_port, "orch")["ConnectionState"]["ConnectedSince"] == self_since
+        assert known_node(orch.api_port, "orch")["ConnectionState"]["ConnectedSince"] == self_since
     finally:
         compute.stop()
         orch.stop()
@@ -278,7 +294,6 @@ USERS = {"Users": [
 def test_api_auth(tmp_path: Path) -> None:
     orch, _ = start_orchestrator(tmp_path / "orch", api_auth=USERS)
     port = orch.api_port
-    bearer = lambda key: {"Authorization": f"Bearer {key}"}  # noqa: E731
     try:
         assert get(port, "/api/v1/agent/alive") == (200, {"Status": "OK"})  # open without credentials
         assert _error(port, NODES) == (401, {
@@ -297,8 +312,8 @@ def test_api_auth(tmp_path: Path) -> None:
         assert get(port, NODES, basic)[0] == 200  # usernames are case-insensitive
         assert _error(port, "/api/v1/agent/config", headers=bearer(OPS_KEY))[0] == 403  # needs read:agent
         status, config = get(port, "/api/v1/agent/config", bearer(AGENT_KEY))
-        assert status == 200 and {u.get("APIKey") or u.get("Password") for u in config["config"]["API"]["Auth"]["Users"]} == {
-            "********"}
+        users = config["config"]["API"]["Auth"]["Users"]
+        assert status == 200 and {u.get("APIKey") or u.get("Password") for u in users} == {"********"}
         assert _error(port, "/api/v1/nothing")[0] == 401  # authorization runs before routing's 404
         assert _error(port, "/api/v1/nothing", headers=bearer(ADMIN_KEY))[0] == 404
         assert _error(port, NODES + "/nope", headers=bearer(ADMIN_KEY))[0] == 404

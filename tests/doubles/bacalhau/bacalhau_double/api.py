@@ -57,6 +57,7 @@ class Request:
     query: dict[str, list[str]]
     headers: Message
     params: dict[str, str] = field(default_factory=dict)
+    body: bytes = b""
 
     def query_value(self, name: str) -> str | None:
         """First value of a query parameter; echo's binder falls back to a case-insensitive name match."""
@@ -106,12 +107,16 @@ def _match(pattern: str, path: str) -> dict[str, str] | None:
     if len(want) != len(have):
         return None
     params: dict[str, str] = {}
-    for w, h in zip(want, have):
+    for w, h in zip(want, have, strict=True):  # lengths checked above
         if w.startswith(":"):
             params[w[1:]] = urllib.parse.unquote(h)
         elif w != h:
             return None
     return params
+
+
+def _redirect(target: str) -> Handler:
+    return lambda _request: Redirect(target)
 
 
 def agent_routes(router: Router, cfg: dict[str, Any], version: dict[str, Any],
@@ -124,7 +129,7 @@ def agent_routes(router: Router, cfg: dict[str, Any], version: dict[str, Any],
     router.add("GET", "/api/v1/agent/node", lambda _r: node())
     for legacy, target in (("/", "/api/v1/agent/version"), ("/version", "/api/v1/agent/version"),
                            ("/livez", "/api/v1/agent/alive")):
-        router.add("GET", legacy, lambda _r, target=target: Redirect(target))
+        router.add("GET", legacy, _redirect(target))
 
 
 _ID_ALPHABET = string.ascii_letters + string.digits
@@ -139,11 +144,10 @@ def start_api(host: str, port: int, router: Router, authorize: Authorize | None 
 
         def _serve(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
-            if length:
-                self.rfile.read(length)  # drain the body so the connection stays usable
+            body = self.rfile.read(length) if length else b""  # read even when unused: keeps the connection usable
             parts = urllib.parse.urlsplit(self.path)
             request = Request(self.command, parts.path, urllib.parse.parse_qs(parts.query, keep_blank_values=True),
-                              self.headers)
+                              self.headers, body=body)
             handler, request.params = router.resolve(self.command, parts.path)
             # echo's RequestID middleware echoes the client's X-Request-ID (or makes one) on the response only;
             # the error body reads the *request* header, so it is "" unless the client sent one.

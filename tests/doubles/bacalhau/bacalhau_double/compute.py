@@ -5,6 +5,7 @@ then a heartbeat every Compute.Heartbeat.Interval (the first one an interval aft
 orchestrator refuses with HandshakeRequired (it marked the node DISCONNECTED) leads to a new handshake; SIGTERM or
 SIGINT sends a shutdown notice before the connection closes. The messages are the double's own JSON on its own
 subjects (the real NCL envelopes are not reproduced); only these doubles talk to each other this way.
+Executions arrive on the node's own subject (protocol.py) and run on its Docker engine (executor.py).
 """
 
 from __future__ import annotations
@@ -16,12 +17,23 @@ import signal
 import threading
 from typing import Any
 
+from bacalhau_double import protocol
+from bacalhau_double.allowlist import AllowedPath, parse_allowed
 from bacalhau_double.api import Router, agent_routes
 from bacalhau_double.authz import make_authorizer
 from bacalhau_double.config import ConfigError, duration_seconds, get_path
+from bacalhau_double.docker_api import DockerClient, socket_path
+from bacalhau_double.executor import ExecutionRunner
 from bacalhau_double.nats import AuthError, Endpoint, NatsConnection, NatsError, connect_with_retry, parse_endpoint
 from bacalhau_double.node import start_node_api
-from bacalhau_double.nodeinfo import allocated_capacity, build_version, node_info
+from bacalhau_double.nodeinfo import (
+    EXECUTION_ENGINES,
+    LOCAL_STORAGE_SOURCES,
+    STORAGE_SOURCES,
+    allocated_capacity,
+    build_version,
+    node_info,
+)
 
 log = logging.getLogger("bacalhau")
 
@@ -126,6 +138,20 @@ class ControlPlane:
             log.info("shutdown notice sent to orchestrator %s", self.endpoint)
 
 
+def _providers(cfg: dict[str, Any]) -> tuple[DockerClient | None, list[AllowedPath], list[str], list[str]]:
+    """The Docker engine (None when unreachable), the allow-listed paths, and the installed engines/storages."""
+    path = socket_path()
+    docker = DockerClient(path) if path else None
+    if docker is None or not docker.ping():
+        log.warning("no Docker engine at %s: this node offers no docker executor (like the real node)",
+                    path or os.environ.get("DOCKER_HOST"))
+        docker = None
+    allowed = parse_allowed(get_path(cfg, "Compute.AllowListedLocalPaths") or [])
+    engines = [e for e in EXECUTION_ENGINES if e != "docker" or docker is not None]
+    storages = [s for s in STORAGE_SOURCES if s not in LOCAL_STORAGE_SOURCES or allowed]
+    return docker, allowed, engines, storages
+
+
 def run_compute(cfg: dict[str, Any], name: str) -> int:
     orchestrators = get_path(cfg, "Compute.Orchestrators") or []
     if not orchestrators:
@@ -149,7 +175,8 @@ def run_compute(cfg: dict[str, Any], name: str) -> int:
     try:
         if interval <= 0:
             raise ConfigError("Compute.Heartbeat.Interval must be positive (Go's ticker panics on zero)")
-        info = node_info(cfg, name, "Compute", allocated_capacity(cfg))
+        docker, allowed, engines, storages = _providers(cfg)
+        info = node_info(cfg, name, "Compute", allocated_capacity(cfg), engines, storages)
         # The real /api/v1/agent/node is the NodeInfo; the last two keys are the double's own.
         agent_routes(router, cfg, build_version(),
                      lambda: {**info, "ConnectionState": state["connection"], "Orchestrator": str(endpoint)})
@@ -177,6 +204,8 @@ def run_compute(cfg: dict[str, Any], name: str) -> int:
         log.error("%s; giving up (no orchestrator answered)", exc)
         return 1
 
+    runner = ExecutionRunner(conn, name, docker, allowed, cfg.get("JobAdmissionControl") or {})
+    conn.subscribe(protocol.compute_subject(name), runner.on_message)  # before the handshake announces the node
     plane = ControlPlane(conn, info, interval, endpoint, state)
     # From here a stop signal must not abort mid-message: it wakes the loop, which says goodbye first.
     signal.signal(signal.SIGTERM, plane.on_signal)

@@ -1,7 +1,7 @@
 """Loads and checks a Bacalhau v1.5+ config the way the double needs: stricter than the real node.
 
-The real node silently ignores unknown keys (facts.md: Bacalhau node), which hides generator mistakes; the double rejects
-them so tests catch those mistakes. Error messages name keys, never values: values may be tokens.
+The real node silently ignores unknown keys (facts.md: Bacalhau node), which hides generator mistakes; the double
+rejects them so tests catch those mistakes. Error messages name keys, never values: values may be tokens.
 """
 
 from __future__ import annotations
@@ -192,7 +192,8 @@ def validate(cfg: dict[str, Any]) -> None:
     if data_dir is not None and (not isinstance(data_dir, str) or not os.path.isabs(data_dir)):
         raise ConfigError("DataDir must be an absolute path")
     labels = cfg.get("Labels")
-    if labels is not None and (not isinstance(labels, dict) or any(isinstance(v, (dict, list)) for v in labels.values())):
+    if labels is not None and (not isinstance(labels, dict)
+                               or any(isinstance(v, (dict, list)) for v in labels.values())):
         raise ConfigError("Labels must be a map of string to string")
 
 

@@ -1,7 +1,7 @@
 """A minimal NATS text-protocol client (INFO / CONNECT / PING / PONG / PUB / SUB / MSG), stdlib only.
 
 Enough to authenticate against a real nats-server exactly like a compute node does, keep the connection alive,
-and exchange request/reply messages (handshake, heartbeats, shutdown notice); nothing more.
+and exchange request/reply messages (handshake, heartbeats, shutdown notice, executions); nothing more.
 """
 
 from __future__ import annotations
@@ -73,6 +73,7 @@ class NatsConnection:
         self._sock = sock
         self._reader = sock.makefile("rb")
         self._lock = threading.Lock()
+        self._inbox_lock = threading.Lock()  # executions report from their own threads while heartbeats go on
         self._ping_interval = ping_interval
         self._handlers: dict[str, MessageHandler] = {}
         self._next_sid = 1
@@ -146,9 +147,10 @@ class NatsConnection:
 
         Needs serve_forever running in another thread: that thread reads the reply.
         """
-        if self._inbox is None:
-            self._inbox = f"_INBOX.{secrets.token_hex(8)}"
-            self.subscribe(self._inbox + ".*", self._on_reply)
+        with self._inbox_lock:
+            if self._inbox is None:
+                self._inbox = f"_INBOX.{secrets.token_hex(8)}"
+                self.subscribe(self._inbox + ".*", self._on_reply)
         token = secrets.token_hex(6)
         waiter = self._pending[token] = _Waiter()
         try:
@@ -169,9 +171,10 @@ class NatsConnection:
             waiter.event.set()
 
     def subscribe(self, subject: str, handler: MessageHandler) -> None:
-        sid = str(self._next_sid)
-        self._next_sid += 1
-        self._handlers[sid] = handler
+        with self._lock:
+            sid = str(self._next_sid)
+            self._next_sid += 1
+            self._handlers[sid] = handler
         self._send(f"SUB {subject} {sid}\r\n".encode())
 
     def serve_forever(self) -> None:

@@ -47,6 +47,15 @@ def resolve_name(cfg: dict[str, Any], data_dir: str, flag_name: str | None) -> s
     return str(name)
 
 
+def instance_id(data_dir: str) -> str:
+    """The InstanceID stored beside the name (the orchestrator puts it in every job's Meta)."""
+    try:
+        with open(os.path.join(data_dir, METADATA_FILE), encoding="utf-8") as handle:
+            return str((yaml.safe_load(handle) or {}).get("InstanceID") or "")
+    except OSError:
+        return ""
+
+
 def _name_from_provider(provider: str) -> str:
     if provider == "hostname":
         return socket.gethostname()

@@ -19,11 +19,13 @@ from bacalhau_double.wire import sorted_map
 GIT_COMMIT = "2b0ed139efadcb4a7fbce49b819613f11eeb3f2d"
 BUILD_DATE = "2026-08-09T23:18:47Z"
 SUPPORTED_PROTOCOLS = ["bprotocol/v2", "ncl/v1"]
-# The double runs no jobs; these are what a stock v1.9.3 compute node with Docker offers (provider keys are
-# lower-cased). The real node lists them in map order, which is not stable; sorted here.
+# What a stock v1.9.3 compute node offers (provider keys are lower-cased; the real node lists them in map order,
+# which is not stable: sorted here). Only installed providers are listed: "docker" needs a reachable engine, the
+# local storages need Compute.AllowListedLocalPaths (compute.py narrows the lists).
 EXECUTION_ENGINES = ["docker", "wasm"]
 PUBLISHERS = ["local", "noop"]
 STORAGE_SOURCES = ["inline", "local", "localdirectory", "urldownload"]
+LOCAL_STORAGE_SOURCES = ("local", "localdirectory")
 DEFAULT_ALLOCATION = {"CPU": "80%", "Memory": "80%", "Disk": "80%", "GPU": "100%"}  # pkg/config/defaults.go
 
 
@@ -70,7 +72,7 @@ for _i, _p in enumerate("kmgtpe", start=1):
     _BYTE_UNITS.update({_p: 1000 ** _i, _p + "b": 1000 ** _i, _p + "i": 1024 ** _i, _p + "ib": 1024 ** _i})
 
 
-def _parse_bytes(text: str) -> int:
+def parse_bytes(text: str) -> int:
     """go-humanize ParseBytes: "4GB", "4 GiB", "512mi", "1,000" (case-insensitive)."""
     match = re.fullmatch(r"\s*([\d.,]+)\s*([a-zA-Z]*)\s*", text)
     if not match or match.group(2).lower() not in _BYTE_UNITS:
@@ -90,7 +92,7 @@ def _scaled(key: str, raw: str, total: float) -> float:
         if not raw.isdigit():
             raise ValueError(raw)
         return int(raw)
-    return _parse_bytes(raw)
+    return parse_bytes(raw)
 
 
 def _system_totals(data_dir: str) -> dict[str, float]:
@@ -121,13 +123,14 @@ def allocated_capacity(cfg: dict[str, Any]) -> dict[str, Any]:
     return resources(values["CPU"], int(values["Memory"]), int(values["Disk"]), int(values["GPU"]))
 
 
-def compute_node_info(capacity: dict[str, Any] | None = None, address: str = "") -> dict[str, Any]:
+def compute_node_info(capacity: dict[str, Any] | None = None, address: str = "", engines: list[str] | None = None,
+                      storages: list[str] | None = None) -> dict[str, Any]:
     """models.ComputeNodeInfo; a Requester carries the zero value (nil lists, empty capacities)."""
     compute = capacity is not None
     return {
-        "ExecutionEngines": list(EXECUTION_ENGINES) if compute else None,
+        "ExecutionEngines": list(EXECUTION_ENGINES if engines is None else engines) if compute else None,
         "Publishers": list(PUBLISHERS) if compute else None,
-        "StorageSources": list(STORAGE_SOURCES) if compute else None,
+        "StorageSources": list(STORAGE_SOURCES if storages is None else storages) if compute else None,
         "MaxCapacity": dict(capacity or {}),
         "QueueCapacity": {},
         "AvailableCapacity": dict(capacity or {}),
@@ -138,16 +141,16 @@ def compute_node_info(capacity: dict[str, Any] | None = None, address: str = "")
     }
 
 
-def node_info(cfg: dict[str, Any], name: str, node_type: str, capacity: dict[str, Any] | None = None
-              ) -> dict[str, Any]:
-    """models.NodeInfo of this node: "Compute" (with capacity) or "Requester"."""
+def node_info(cfg: dict[str, Any], name: str, node_type: str, capacity: dict[str, Any] | None = None,
+              engines: list[str] | None = None, storages: list[str] | None = None) -> dict[str, Any]:
+    """models.NodeInfo of this node: "Compute" (with capacity and its installed engines/storages) or "Requester"."""
     address = str(get_path(cfg, "Compute.Network.AdvertisedAddress") or "") if node_type == "Compute" else ""
     return {
         "NodeID": name,
         "NodeType": node_type,
         "Labels": sorted_map(node_labels(cfg, name)),
         "SupportedProtocols": list(SUPPORTED_PROTOCOLS),
-        "ComputeNodeInfo": compute_node_info(capacity if node_type == "Compute" else None, address),
+        "ComputeNodeInfo": compute_node_info(capacity if node_type == "Compute" else None, address, engines, storages),
         "BacalhauVersion": build_version(),
     }
 

@@ -94,7 +94,7 @@ class NodeManager:
     # ---- what compute nodes send ----
 
     def _is_stale(self, conn: dict[str, Any], now: int) -> bool:
-        return conn["Status"] == CONNECTED and now - conn["LastHeartbeat"] > self._disconnect_after_ns
+        return bool(conn["Status"] == CONNECTED and now - conn["LastHeartbeat"] > self._disconnect_after_ns)
 
     def handshake(self, info: dict[str, Any]) -> tuple[bool, str]:
         node_id = str(info.get("NodeID", ""))
@@ -105,8 +105,8 @@ class NodeManager:
             if info.get("NodeType") != "Compute":
                 return False, "node is not a compute node"
             now = now_ns()
-            state = {"Info": info, "Membership": existing["Membership"] if existing else self._approval,
-                     "ConnectionState": _conn(CONNECTED, now, now)}
+            state: dict[str, Any] = {"Info": info, "Membership": existing["Membership"] if existing else self._approval,
+                                     "ConnectionState": _conn(CONNECTED, now, now)}
             self._put(state)
             compute = info.get("ComputeNodeInfo") or {}
             self._live[node_id] = {"conn": dict(state["ConnectionState"]),

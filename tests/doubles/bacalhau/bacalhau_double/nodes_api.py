@@ -26,7 +26,7 @@ _GO_BOOLS = {"1": True, "t": True, "T": True, "TRUE": True, "true": True, "True"
 
 
 def _cmp(a: Any, b: Any) -> int:
-    return (a > b) - (a < b)
+    return int((a > b) - (a < b))
 
 
 def _capacity(field: str) -> Callable[[NodeState], float]:

@@ -1,4 +1,5 @@
-"""Orchestrator mode: run Debian's real nats-server with the token, and manage the compute nodes that join."""
+"""Orchestrator mode: run Debian's real nats-server with the token, manage the compute nodes that join, and
+schedule jobs on them (jobs_api.py, scheduler.py)."""
 
 from __future__ import annotations
 
@@ -14,15 +15,19 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from bacalhau_double import protocol
 from bacalhau_double.api import Router, agent_routes
 from bacalhau_double.authz import make_authorizer
 from bacalhau_double.compute import HANDSHAKE_SUBJECT, HEARTBEAT_SUBJECT, SHUTDOWN_SUBJECT
-from bacalhau_double.config import ConfigError, duration_seconds, get_path
+from bacalhau_double.config import ConfigError, duration_seconds, get_path, is_go_duration
+from bacalhau_double.jobs_api import JobsAPI, job_routes
+from bacalhau_double.jobstore import JobStore
 from bacalhau_double.nats import Endpoint, MessageHandler, NatsConnection, NatsError
-from bacalhau_double.node import start_node_api
+from bacalhau_double.node import instance_id, start_node_api
 from bacalhau_double.nodeinfo import build_version, node_info
 from bacalhau_double.nodes import NodeManager
 from bacalhau_double.nodes_api import node_routes
+from bacalhau_double.scheduler import Scheduler
 
 log = logging.getLogger("bacalhau")
 
@@ -57,9 +62,26 @@ def _wait_for_port(host: str, port: int, proc: subprocess.Popen[bytes], timeout:
     return False
 
 
-def _serve_control_plane(endpoint: Endpoint, token: str | None, manager: NodeManager, ready: threading.Event
-                         ) -> None:
-    """Answers the compute doubles' handshakes, heartbeats and shutdown notices. Raises NatsError when it drops."""
+def job_defaults(cfg: dict[str, Any]) -> dict[str, Any]:
+    """JobDefaults.Batch over the real defaults (pkg/config/defaults.go: 500m CPU, 512Mb memory, no timeouts)."""
+    batch = get_path(cfg, "JobDefaults.Batch") or {}
+    task = batch.get("Task") or {}
+    if (task.get("Publisher") or {}).get("Type"):
+        raise ConfigError("JobDefaults.Batch.Task.Publisher: the test double publishes no results")
+    defaults: dict[str, Any] = {"Priority": int(batch.get("Priority") or 0),
+                                "Resources": {"CPU": "500m", "Memory": "512Mb", **(task.get("Resources") or {})}}
+    for key, value in (task.get("Timeouts") or {}).items():
+        if key not in ("ExecutionTimeout", "TotalTimeout") or not is_go_duration(value):
+            raise ConfigError(f"JobDefaults.Batch.Task.Timeouts.{key} must be ExecutionTimeout or TotalTimeout, a Go "
+                              "duration")
+        defaults[key] = int(duration_seconds(value))
+    return defaults
+
+
+def _serve_control_plane(endpoint: Endpoint, token: str | None, manager: NodeManager, ready: threading.Event,
+                         scheduler: Scheduler, link: dict[str, NatsConnection]) -> None:
+    """Answers the compute doubles' handshakes, heartbeats, shutdown notices and execution results, and carries
+    the scheduler's messages to them. Raises NatsError when it drops."""
     conn = NatsConnection.connect(endpoint, token, "orchestrator-node-manager", ping_interval=5.0)
 
     def answering(work: Callable[[dict[str, Any]], dict[str, Any]]) -> MessageHandler:
@@ -92,6 +114,16 @@ def _serve_control_plane(endpoint: Endpoint, token: str | None, manager: NodeMan
     conn.subscribe(HANDSHAKE_SUBJECT, answering(handshake))
     conn.subscribe(HEARTBEAT_SUBJECT, answering(heartbeat))
     conn.subscribe(SHUTDOWN_SUBJECT, answering(shutdown))
+
+    def result(_subject: str, payload: bytes, reply: str | None) -> None:
+        message = protocol.decode(payload)
+        if reply:
+            conn.publish(reply, protocol.RECEIVED)
+        if message is not None and isinstance(message.get("ExecutionID"), str):
+            scheduler.on_result(message)
+
+    conn.subscribe(protocol.RESULT_SUBJECT, result)
+    link["conn"] = conn
     ready.set()
     conn.serve_forever()
 
@@ -111,6 +143,11 @@ def run_orchestrator(cfg: dict[str, Any], name: str) -> int:
                               os.path.join(store_dir, "nodes.double.json"))
         agent_routes(router, cfg, build_version(), lambda: node_info(cfg, name, "Requester"))
         node_routes(router, manager)
+        link: dict[str, NatsConnection] = {}
+        store = JobStore(os.path.join(store_dir, "jobs.double.json"))
+        scheduler = Scheduler(store, manager, lambda node_id, message: "conn" in link and protocol.send(
+            link["conn"], protocol.compute_subject(node_id), message))
+        job_routes(router, JobsAPI(store, scheduler, name, instance_id(str(cfg["DataDir"])), job_defaults(cfg)))
         authorize = make_authorizer(get_path(cfg, "API.Auth"))  # bad users fail before NATS starts
     except ConfigError as exc:
         log.error("invalid configuration: %s", exc)
@@ -118,7 +155,8 @@ def run_orchestrator(cfg: dict[str, Any], name: str) -> int:
     except OSError as exc:
         log.error("cannot use DataDir %s: %s", cfg["DataDir"], exc.strerror)
         return 1
-    nats_server = os.environ.get("BACALHAU_DOUBLE_NATS_SERVER") or shutil.which("nats-server") or "/usr/sbin/nats-server"
+    nats_server = (os.environ.get("BACALHAU_DOUBLE_NATS_SERVER") or shutil.which("nats-server")
+                   or "/usr/sbin/nats-server")
     conf_path = write_nats_config(host, port, token)
     proc: subprocess.Popen[bytes] | None = None
     control_plane_failed = threading.Event()
@@ -135,7 +173,7 @@ def run_orchestrator(cfg: dict[str, Any], name: str) -> int:
 
         def control_plane() -> None:
             try:
-                _serve_control_plane(local, token, manager, control_plane_ready)
+                _serve_control_plane(local, token, manager, control_plane_ready, scheduler, link)
             except NatsError as exc:
                 if not stopping.is_set():
                     log.error("node manager lost its NATS connection: %s", exc)
@@ -143,6 +181,7 @@ def run_orchestrator(cfg: dict[str, Any], name: str) -> int:
 
         threading.Thread(target=control_plane, name="control-plane", daemon=True).start()
         threading.Thread(target=manager.run, name="node-health", daemon=True).start()
+        threading.Thread(target=scheduler.run, name="scheduler", daemon=True).start()
         # The API comes up last: once it answers, compute nodes' handshakes are answered too.
         if not control_plane_ready.wait(10.0):
             log.error("the node manager could not subscribe on NATS %s:%s", host, port)
@@ -162,6 +201,7 @@ def run_orchestrator(cfg: dict[str, Any], name: str) -> int:
         return 1
     finally:
         stopping.set()
+        scheduler.stop()
         manager.stop()
         manager.persist_live()
         if proc is not None and proc.poll() is None:

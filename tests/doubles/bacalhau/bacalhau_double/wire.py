@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -28,7 +28,7 @@ def go_time(ns: int | None) -> str:
     if not ns:
         return GO_ZERO_TIME
     seconds, frac = divmod(ns, 1_000_000_000)
-    text = datetime.fromtimestamp(seconds, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+    text = datetime.fromtimestamp(seconds, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S")
     if frac:
         text += "." + f"{frac:09d}".rstrip("0")
     return text + "Z"
@@ -95,3 +95,42 @@ def go_json(value: Any, pretty: bool = False) -> bytes:
 def sorted_map(mapping: dict[str, Any] | None) -> dict[str, Any] | None:
     """Go marshals map keys in sorted order (a nil map is null)."""
     return None if mapping is None else {k: mapping[k] for k in sorted(mapping)}
+
+
+def go_duration(seconds: int) -> str:
+    """time.Duration.String() of whole seconds ("30s", "1m0s", "1h0m0s"): it appears in timeout messages."""
+    if seconds == 0:
+        return "0s"
+    sign, seconds = ("-", -seconds) if seconds < 0 else ("", seconds)
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{sign}{hours}h{minutes}m{secs}s"
+    return f"{sign}{minutes}m{secs}s" if minutes else f"{sign}{secs}s"
+
+
+def go_sprint_float(value: float) -> str:
+    """fmt.Sprint of a float64 (strconv 'g', shortest): "0.5", "2", "1e+06"."""
+    if value == 0:
+        return "0"
+    parts = Decimal(repr(float(value))).normalize().as_tuple()
+    digits, exponent = parts.digits, int(parts.exponent)
+    exp10 = len(digits) + exponent - 1
+    if exp10 < -4 or exp10 >= 21 or (exp10 >= 6 and exponent >= 0):
+        mantissa = "".join(map(str, digits))
+        body = mantissa[0] + ("." + mantissa[1:] if len(mantissa) > 1 else "")
+        sign = "-" if value < 0 else ""
+        return f"{sign}{body}e{'-' if exp10 < 0 else '+'}{abs(exp10):02d}"
+    return _go_float(float(value))
+
+
+def humanize_bytes(size: int) -> str:
+    """go-humanize Bytes (SI units), as the orchestrator's rankers print memory and disk."""
+    if size < 10:
+        return f"{size} B"
+    units = ["B", "kB", "MB", "GB", "TB", "PB", "EB"]
+    exponent = 0
+    while exponent + 1 < len(units) and size >= 1000 ** (exponent + 1):
+        exponent += 1
+    value = int(size / 1000 ** exponent * 10 + 0.5) / 10
+    return f"{value:.1f} {units[exponent]}" if value < 10 else f"{value:.0f} {units[exponent]}"

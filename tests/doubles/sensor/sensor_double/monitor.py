@@ -23,8 +23,9 @@ class MonitorState:
     def statusz(self) -> dict[str, Any]:
         with self.lock:
             written = self.readings_written
-        return {"status": "running", "sensor_id": self.sensor_id, "uptime_seconds": round(time.time() - self.started, 1),
-                "readings_written": written, "database_path": self.db_path}
+        return {"status": "running", "sensor_id": self.sensor_id,
+                "uptime_seconds": round(time.time() - self.started, 1), "readings_written": written,
+                "database_path": self.db_path}
 
 
 def _routes(state: MonitorState) -> dict[str, Any]:

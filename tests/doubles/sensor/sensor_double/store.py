@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import random
 import sqlite3
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 SCHEMA = """
@@ -66,7 +66,7 @@ class ReadingWriter:
         coords = location["coordinates"]
         r = self._random
         self._conn.execute(_INSERT, (
-            datetime.now(timezone.utc).isoformat(), self._identity["sensor_id"],
+            datetime.now(UTC).isoformat(), self._identity["sensor_id"],
             round(r.gauss(22.0, 2.0), 2), round(r.uniform(30, 70), 2), round(r.gauss(1013.0, 5.0), 2),
             round(abs(r.gauss(0.1, 0.05)), 3), round(r.gauss(12.0, 0.2), 2),
             device["firmware_version"], device["model"], device["manufacturer"], location["city"],
