@@ -19,6 +19,7 @@ from fleetdeploy.operations.options import (
     DEFAULT_COST_DAYS,
     DEFAULT_JOIN_TIMEOUT_S,
     DEFAULT_LOCK_WAIT_S,
+    CanaryOptions,
     CommandOptions,
     ConfigureOptions,
     CostOptions,
@@ -72,7 +73,7 @@ def _common_options(parser: argparse.ArgumentParser, defaults: bool) -> None:
                         help="use the local provider whatever the fleet file says")
     parser.add_argument("-o", "--output", choices=[f.value for f in OutputFormat], default=default("table"),
                         help="table (default) or json on stdout (plan, status, configure, health, inventory, exec, "
-                             "up, down, events); progress then goes to stderr")
+                             "up, down, events, cost, canary); progress then goes to stderr")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -178,6 +179,17 @@ def build_parser() -> argparse.ArgumentParser:
                    "SkyPilot's own cost report, an estimate at list prices; local nodes cost nothing.")
     cost.add_argument("--days", type=int, default=DEFAULT_COST_DAYS, metavar="N",
                       help=f"only the last N days (default {DEFAULT_COST_DAYS})")
+    canary = command("canary", "run one small job on every node through the orchestrator: can it do work?",
+                     "Submit one canary job per node through the orchestrator's job API (Bacalhau's PUT "
+                     "/api/v1/orchestrator/jobs, pinned to the node): a docker job (canary.image) that reads the "
+                     "sensor's data through the allow-listed path and counts its rows. Waits (bounded), then says per "
+                     "node whether the job ran, whether its answer was right, and how long it took. Needs "
+                     "orchestrator.api (an API key with read:job and write:job when the API asks for one).")
+    canary.add_argument("--limit", action="append", default=[], metavar="NODE",
+                        help="only these nodes (name, instance id or unique prefix); repeatable or comma-separated")
+    canary.add_argument("--timeout", type=float, metavar="SECONDS",
+                        help="how long to wait for every node's job (default: the fleet file's "
+                             "canary.timeout_seconds, else 120)")
     legacy = command("import-legacy", "print a fleet file made from the legacy deployer's config.yaml",
                      "Read the legacy deployer's config (amauo 3.0.x, spot-deployer v1.x) and print a fleet file for "
                      "it; every setting with no equivalent here is named on stderr. The token stays in its file.")
@@ -239,6 +251,8 @@ def options(args: argparse.Namespace) -> tuple[GlobalOptions, CommandOptions]:
         command = ReportOptions(args.file)
     elif args.command == "cost":
         command = CostOptions(args.days)
+    elif args.command == "canary":
+        command = CanaryOptions(tuple(args.limit), args.timeout)
     elif args.command == "import-legacy":
         command = ImportLegacyOptions(args.config, args.files, args.name)
     elif args.command == "events":

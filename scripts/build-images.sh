@@ -256,7 +256,8 @@ build_double() {
   docker_build -t "${image}" "${dir}"
 }
 
-# Archives are (re)written whenever an image in them was (re)built or the archive is missing.
+# Archives are (re)written whenever an image in them was (re)built, the list of images changed (kept beside the
+# archive in <archive>.images) or the archive is missing.
 save_archive() {
   local archive="$1" image newest=0 created
   shift
@@ -264,13 +265,15 @@ save_archive() {
     created="$(image_created_epoch "${image}")"
     ((created > newest)) && newest="${created}"
   done
-  if [[ -f "${archive}" && "${REBUILD}" -eq 0 ]] && [[ "$(stat -c %Y "${archive}")" -ge "${newest}" ]]; then
+  if [[ -f "${archive}" && "${REBUILD}" -eq 0 ]] && [[ "$(stat -c %Y "${archive}")" -ge "${newest}" ]] \
+     && [[ "$(cat "${archive}.images" 2>/dev/null)" == "$*" ]]; then
     say "${archive#"${REPO_ROOT}/"}: up to date, skipped"
     return
   fi
   docker save -o "${archive}.tmp" "$@"
   chmod 0644 "${archive}.tmp"
   mv "${archive}.tmp" "${archive}"
+  printf '%s' "$*" > "${archive}.images"
   say "${archive#"${REPO_ROOT}/"}: saved $* ($(du -h "${archive}" | cut -f1))"
 }
 
@@ -283,11 +286,12 @@ main() {
     build_step "${IMG_PYTHON}" build_python
     build_step "${IMG_BACALHAU}" build_double "${IMG_BACALHAU}" "${DOUBLES_DIR}/bacalhau"
     build_step "${IMG_SENSOR}" build_double "${IMG_SENSOR}" "${DOUBLES_DIR}/sensor"
-    # One archive per image for the roles' molecule scenarios; both in one for fleets: the doubles share their
-    # base layers, so a node receives and unpacks those once (the sensor role then finds its image loaded).
+    # One archive per image for the roles' molecule scenarios; all in one for fleets: the doubles share their
+    # base layers, so a node receives and unpacks those once (the sensor role then finds its image loaded). The
+    # python image they are built on is the canary job's image on local fleets (it has python3 and sqlite3).
     save_archive "${CACHE_DIR}/bacalhau-double.tar" "${IMG_BACALHAU}"
     save_archive "${CACHE_DIR}/sensor-double.tar" "${IMG_SENSOR}"
-    save_archive "${CACHE_DIR}/doubles.tar" "${IMG_BACALHAU}" "${IMG_SENSOR}"
+    save_archive "${CACHE_DIR}/doubles.tar" "${IMG_BACALHAU}" "${IMG_SENSOR}" "${IMG_PYTHON}"
   fi
   # Drop replaced images (children first) unless a container still uses one: no dangling pile-up.
   local i

@@ -75,7 +75,7 @@ def test_help_answers_without_importing_skypilot() -> None:
 
 def test_every_command_has_help() -> None:
     for command in ("up", "plan", "status", "configure", "health", "ssh", "logs", "exec", "inventory", "down",
-                    "watch", "events", "report", "cost", "import-legacy"):
+                    "watch", "events", "report", "cost", "import-legacy", "canary"):
         result = deploy(command, "--help")
         assert result.returncode == 0, command
         assert "SKY-NOT-IMPORTED" in result.stderr
@@ -86,6 +86,16 @@ def test_cost_needs_a_positive_window(tmp_path: Path, token_file: Path) -> None:
     result = deploy("-f", str(fleet), "cost", "--days", "0")
     assert result.returncode == 2, result.stderr
     assert result.stderr.splitlines()[0] == "error: --days must be at least 1 (got 0)", result.stderr
+
+
+def test_canary_without_the_orchestrators_api_is_refused_before_anything_runs(tmp_path: Path, token_file: Path) -> None:
+    fleet = write_fleet(tmp_path, GOOD)
+    result = deploy("-f", str(fleet), "--local", "canary")
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.splitlines()[0].startswith("error: canary needs orchestrator.api in the fleet file")
+    assert "SKY-NOT-IMPORTED" in result.stderr
+    bad = deploy("-f", str(fleet), "canary", "--timeout", "0")
+    assert bad.returncode == 2 and "error: --timeout must be more than 0" in bad.stderr
 
 
 def test_local_plan_does_not_import_skypilot(tmp_path: Path, token_file: Path) -> None:

@@ -520,3 +520,21 @@ def test_example_fleet_file_is_valid(tmp_path: Path) -> None:
     # every top-level key of the model is documented in the example (commented or not)
     for key in Fleet.model_fields:
         assert f"{key}:" in example, key
+
+
+def test_the_canary_section(tmp_path: Path) -> None:
+    fleet_dir = tmp_path / "f"
+    fleet_dir.mkdir()
+    (fleet_dir / "token").write_text("t\n")
+    (fleet_dir / "token").chmod(0o600)
+    data = mutate(_set("canary", {"image": "localhost/fleet-python:trixie", "archive": "canary.tar"}))
+    with pytest.raises(InputError, match=r"canary.archive: .*canary.tar: file not found"):
+        load_fleet(write(fleet_dir, data))
+    (fleet_dir / "canary.tar").write_bytes(b"x")
+    fleet = load_fleet(write(fleet_dir, data))
+    assert fleet.canary.archive == fleet_dir / "canary.tar" and fleet.canary.timeout_seconds == 120
+    for bad, message in (({"image": "python"}, "canary.image: needs a pinned tag"),
+                         ({"timeout_seconds": 0}, "canary.timeout_seconds"),
+                         ({"imag": "python:3"}, "canary.imag")):
+        with pytest.raises(InputError, match=message):
+            load_fleet(write(fleet_dir, mutate(_set("canary", bad))))

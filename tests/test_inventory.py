@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -278,3 +279,20 @@ def test_site_yml_stops_before_any_node_work_on_an_inventory_without_the_fleet_s
     said = " ".join(proc.stdout.split())  # the callback wraps long messages
     assert "Inventory of empty-name, no-digest: fleet_name and fleet_config_digest must be set" in said, said
     assert "convergence stamp" not in proc.stdout  # no task of play 2 started: no node was contacted
+
+
+def test_a_canary_archive_is_loaded_for_jobs_and_a_nodes_cloud_is_plain_text(fleet: Fleet, tmp_path: Path) -> None:
+    from fleetdeploy.fleet.canary_spec import CanarySpec
+    from fleetdeploy.fleet.clouds import CloudName
+
+    canary = CanarySpec(image="localhost/fleet-python:trixie", archive=tmp_path / "b.tar")
+    with_canary = fleet.model_copy(update={"canary": canary})
+    gcp = dataclasses.replace(node("i-1", "us-east-1", "10.0.0.1"), cloud=CloudName.GCP)
+    inventory = build_inventory(with_canary, [gcp])
+    values = inventory["all"]["children"]["fleet_edge_demo"]["vars"]
+    assert values["bacalhau_job_image"] == "localhost/fleet-python:trixie"
+    assert values["bacalhau_job_image_archive"] == str(tmp_path / "b.tar")
+    assert "bacalhau_job_image" not in build_inventory(fleet, [gcp])["all"]["children"]["fleet_edge_demo"]["vars"]
+    hosts = inventory["all"]["children"]["fleet_edge_demo"]["children"]["edge_demo_us_east_1"]["hosts"]
+    (host,) = hosts.values()
+    assert host["fleet_cloud"] == "gcp" and type(host["fleet_cloud"]) is str  # YAML can't write an enum

@@ -11,11 +11,14 @@ from typing import Literal
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from fleetdeploy.errors import InputError
+from fleetdeploy.fleet.canary_spec import CanarySpec
 from fleetdeploy.fleet.clouds import CloudName
 from fleetdeploy.fleet.clouds import rules as cloud_rules
 from fleetdeploy.fleet.files import check_readable_file, resolve_path
 from fleetdeploy.fleet.fleetfile import KeyPathError as _At
 from fleetdeploy.fleet.fleetfile import one_line, read_mapping
+from fleetdeploy.fleet.image_ref import TAG as _TAG
+from fleetdeploy.fleet.image_ref import check_image as _check_image
 from fleetdeploy.fleet.orchestrator_spec import LOCAL, OrchestratorSpec
 from fleetdeploy.fleet.regions import (
     DefaultsSpec,
@@ -41,26 +44,10 @@ RESERVED_LABEL_KEYS = frozenset({"fleet", "region", "zone", "instance-id", "spot
 
 _NAME = re.compile(r"[a-z]([a-z0-9-]{0,38}[a-z0-9])?")
 _VERSION = re.compile(r"v(\d+)\.(\d+)\.(\d+)")
-_TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
 # facts.md: Sensor: the sensor-log-generator's release workflow pushes :vX.Y.Z, :X.Y.Z, :vX.Y, :vX (and :latest).
 _SENSOR_RELEASE_TAG = re.compile(r"v\d+(\.\d+){0,2}|\d+\.\d+\.\d+")
-_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
-_IMAGE = re.compile(
-    rf"(?:[a-z0-9.-]+(?::[0-9]+)?/)?{_COMPONENT}(?:/{_COMPONENT})*(?::{_TAG.pattern})?(?:@sha256:[0-9a-f]{{64}})?"
-)
 _LABEL_KEY = re.compile(r"[A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?")
 _LABEL_VALUE = re.compile(r"[A-Za-z0-9._:/@+-]{1,255}")
-
-
-def _check_image(value: str) -> str:
-    if not _IMAGE.fullmatch(value):
-        raise ValueError("is not a valid image reference (registry/name:tag)")
-    last = value.rsplit("/", 1)[-1]
-    if "@" not in last and ":" not in last:
-        raise ValueError("needs a pinned tag (name:tag)")
-    if last.split("@")[0].endswith(":latest"):
-        raise ValueError("must pin a version, not ':latest'")
-    return value
 
 
 # RegionSpec and DefaultsSpec live in regions.py, next to the placement checks they use; all models share one base.
@@ -250,6 +237,7 @@ class Fleet(FleetIdentity):
     local: LocalSpec = Field(default_factory=LocalSpec)
     watch: WatchSpec = Field(default_factory=WatchSpec)
     rolling: RollingSpec = Field(default_factory=RollingSpec)
+    canary: CanarySpec = Field(default_factory=CanarySpec)
     # Overrides of role variables (roles/*/meta/argument_specs.yml), e.g. bacalhau_heartbeat_interval: 30s.
     role_vars: dict[str, object] = Field(default_factory=dict)
 

@@ -14,6 +14,7 @@ from fleetdeploy.paths import ROLES_DIR
 # into two places that disagree.
 TOOL_SET_VARS = frozenset({
     "bacalhau_version", "bacalhau_image", "bacalhau_image_source", "bacalhau_image_archive",
+    "bacalhau_job_image", "bacalhau_job_image_archive",
     "bacalhau_orchestrator_endpoint", "bacalhau_orchestrator_token_file", "bacalhau_labels",
     "sensor_image", "sensor_image_source", "sensor_image_archive",
     "aws_credentials_enabled", "aws_credentials_source_file", "aws_credentials_profile",

@@ -17,12 +17,14 @@ from typing import Any
 
 from rich.text import Text
 
+from fleetdeploy.canary.command import cmd_canary
 from fleetdeploy.errors import FleetError, InputError
 from fleetdeploy.fleet.model import load_fleet, load_fleet_for_teardown
 from fleetdeploy.operations.context import Context
 from fleetdeploy.operations.lock import Holder, fleet_lock_path, held
 from fleetdeploy.operations.options import (
     DEFAULT_COST_DAYS,
+    CanaryOptions,
     CommandOptions,
     ConfigureOptions,
     CostOptions,
@@ -355,5 +357,5 @@ _COMMANDS: dict[type, Callable[[Context, Any], int]] = {
     HealthOptions: cmd_health, SshOptions: cmd_ssh, LogsOptions: cmd_logs, ExecOptions: cmd_exec,
     InventoryOptions: cmd_inventory, DownOptions: cmd_down, EventsOptions: cmd_events,
     ReportOptions: cmd_report,
-    CostOptions: cmd_cost,
+    CostOptions: cmd_cost, CanaryOptions: cmd_canary,
 }

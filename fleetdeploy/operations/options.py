@@ -122,6 +122,17 @@ class HealthOptions:
 
 
 @dataclass(frozen=True)
+class CanaryOptions:
+    limit: tuple[str, ...] = ()
+    timeout: float | None = None  # None: the fleet file's canary.timeout_seconds
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "limit", _names(self.limit))
+        if self.timeout is not None and not 0 < self.timeout <= MAX_JOIN_TIMEOUT_S:
+            raise InputError(f"--timeout must be more than 0 and at most {MAX_JOIN_TIMEOUT_S:g} seconds")
+
+
+@dataclass(frozen=True)
 class SshOptions:
     node: str
     command: tuple[str, ...] = ()  # empty: a login shell
@@ -212,7 +223,7 @@ class EventsOptions:
 
 CommandOptions = (UpOptions | PlanOptions | StatusOptions | ConfigureOptions | HealthOptions | SshOptions
                   | LogsOptions | ExecOptions | InventoryOptions | DownOptions | WatchOptions | EventsOptions
-                  | ReportOptions | ImportLegacyOptions | CostOptions)
+                  | ReportOptions | ImportLegacyOptions | CostOptions | CanaryOptions)
 
 
 def parse_since(text: str, now: datetime.datetime) -> datetime.datetime:

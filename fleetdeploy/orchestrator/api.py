@@ -143,8 +143,11 @@ class OrchestratorApi:
     timeout_s: float = 10.0
     unavailable: str = ""  # why there is no API to ask (e.g. the local orchestrator is not running)
 
-    def _request(self) -> urllib.request.Request:
-        request = urllib.request.Request(self.url + NODES_PATH, headers={"Accept": "application/json"})
+    def _request(self, path: str, method: str = "GET", body: bytes | None = None) -> urllib.request.Request:
+        headers = {"Accept": "application/json"}
+        if body is not None:
+            headers["Content-Type"] = "application/json"
+        request = urllib.request.Request(self.url + path, data=body, method=method, headers=headers)
         if self.token_file is not None:
             try:
                 key = read_token(self.token_file, "orchestrator API key")
@@ -153,15 +156,17 @@ class OrchestratorApi:
             request.add_header("Authorization", f"Bearer {key}")
         return request
 
-    def node_states(self) -> list[JSONObject]:
-        """The compute nodes' NodeStates as Bacalhau wrote them. Bounded by timeout_s; errors are
-        OrchestratorApiError."""
+    def call(self, path: str, method: str = "GET", payload: JSONMapping | None = None,
+             expected: str = "JSON") -> object:
+        """One request to the API and its JSON answer. Bounded by timeout_s; errors are OrchestratorApiError,
+        whose message names the URL and the reason (never the API key)."""
         if self.unavailable:
             raise OrchestratorApiError(f"orchestrator API: {self.unavailable}")
         where = f"orchestrator API {self.url}"
+        body = None if payload is None else json.dumps(payload).encode()
         try:
-            with _direct_opener().open(self._request(), timeout=self.timeout_s) as response:
-                body = response.read(16 * 1024 * 1024)
+            with _direct_opener().open(self._request(path, method, body), timeout=self.timeout_s) as response:
+                raw = response.read(16 * 1024 * 1024)
         except urllib.error.HTTPError as exc:
             raise OrchestratorApiError(f"{where} answered {exc.code} {_api_message(exc)}") from None
         except urllib.error.URLError as exc:
@@ -172,9 +177,19 @@ class OrchestratorApi:
         except OSError as exc:
             raise OrchestratorApiError(f"{where} unreachable: {exc.strerror or exc}") from None
         try:
-            return compute_node_states(json.loads(body))
+            return json.loads(raw)
         except ValueError as exc:
-            raise OrchestratorApiError(f"{where} answered something that is not Bacalhau's node list ({exc})") from None
+            raise OrchestratorApiError(f"{where} answered something that is not {expected} ({exc})") from None
+
+    def node_states(self) -> list[JSONObject]:
+        """The compute nodes' NodeStates as Bacalhau wrote them. Bounded by timeout_s; errors are
+        OrchestratorApiError."""
+        document = self.call(NODES_PATH, expected="Bacalhau's node list")
+        try:
+            return compute_node_states(document)
+        except ValueError as exc:
+            raise OrchestratorApiError(f"orchestrator API {self.url} answered something that is not Bacalhau's "
+                                       f"node list ({exc})") from None
 
     def nodes(self) -> dict[str, OrchestratorNode]:
         """The compute nodes the orchestrator lists, by node ID (errors are OrchestratorApiError)."""

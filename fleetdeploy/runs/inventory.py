@@ -52,6 +52,10 @@ def fleet_vars(fleet: Fleet) -> JSONObject:
         "sensor_image_source": fleet.images.source,
         "aws_credentials_enabled": fleet.aws_credentials is not None,
     }
+    if fleet.canary.archive is not None:
+        # Jobs run on the node's own engine: the canary's image is loaded there beside Bacalhau's.
+        values["bacalhau_job_image"] = fleet.canary.image
+        values["bacalhau_job_image_archive"] = str(fleet.canary.archive)
     if fleet.images.source == "archive":
         values["bacalhau_image_archive"] = str(fleet.images.bacalhau_archive)
         values["sensor_image_archive"] = str(fleet.images.sensor_archive)
@@ -78,7 +82,7 @@ def _host_vars(node: Node, known_hosts: Path | None) -> JSONObject:
         "ansible_ssh_private_key_file": node.key_file,
         "fleet_cluster": node.cluster,
         "fleet_region": node.region,
-        "fleet_cloud": node.cloud,
+        "fleet_cloud": str(node.cloud),
         "fleet_zone": node.zone,
         "fleet_instance_id": node.instance_id,
         "fleet_spot": node.spot,

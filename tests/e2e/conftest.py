@@ -58,11 +58,17 @@ images:
   sensor_archive: {ARCHIVES / 'doubles.tar'}
 aws_credentials:
   file: aws-credentials
+canary:
+  image: localhost/fleet-python:trixie   # python3 with sqlite3; in doubles.tar beside the doubles it is built under
+  archive: {ARCHIVES / 'doubles.tar'}
 labels:
   team: e2e
 role_vars:
   # The readings check samples twice this far apart: 3 s (not 10) keeps every health run and watcher tick short.
   health_check_readings_interval_seconds: 3
+  # The compute double runs the canary's docker-loaded image, which has no repository digest: a real node would
+  # ask the registry for its manifest first (tests/doubles/README.md, Jobs). A deviation of the double, opted in.
+  bacalhau_environment: {{BACALHAU_DOUBLE_TRUST_LOCAL_IMAGES: "1"}}
 """
     )
     # A temp dir of its own: what the CLI leaves behind there is this fleet's, whatever else runs on the machine.

@@ -59,8 +59,9 @@ class LocalOrchestrator:
         if key_file is not None:
             # With Users configured, Bacalhau's API wants `Authorization: Bearer <APIKey>` (facts.md: Bacalhau API).
             key = read_token(Path(key_file), "orchestrator API key")
+            # read:node for the node list; read:job and write:job for `canary` (submit a job, read its results).
             api["Auth"] = {"Users": [{"Alias": API_USER_ALIAS, "APIKey": key,
-                                      "Capabilities": [{"Actions": ["read:node"]}]}]}
+                                      "Capabilities": [{"Actions": ["read:node", "read:job", "write:job"]}]}]}
         return {
             "Orchestrator": {"Enabled": True, "Host": "0.0.0.0", "Port": 4222, "Auth": {"Token": self._token()},
                              "NodeManager": {"DisconnectTimeout": DISCONNECT_TIMEOUT}},

@@ -401,7 +401,7 @@ class LocalProvider:
                 instance_id=c.labels[LABEL_INSTANCE], cluster=c.labels.get(LABEL_CLUSTER, ""),
                 region=region, zone=None, host="127.0.0.1", port=port, user=NODE_USER,
                 key_file=str(self.key_file), spot=False,
-                cloud=self.fleet.cloud_of(region) if region in self.fleet.regions else "aws",
+                cloud=str(self.fleet.cloud_of(region)) if region in self.fleet.regions else "aws",
             ))
         return sorted(found, key=lambda n: (n.region, n.cluster, n.instance_id))
 
