@@ -4,6 +4,7 @@ that prints what the real one prints. The E2E healing module runs it over real S
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -138,3 +139,24 @@ def test_the_health_check_gets_no_stdin(tmp_path: Path, rc: int) -> None:
     done = _run_locally(node_script("d1", _rule(tmp_path), _health_script(tmp_path, rc, {"healthy": rc == 0})))
     assert parse_answer(done.returncode, done.stdout, done.stderr).facts["fleet_report_health_status"] == {
         "healthy": rc == 0}
+
+
+def test_health_alone_runs_no_probe_and_reads_the_check(tmp_path: Path) -> None:
+    """`deploy.py health` asks for health only: no convergence facts, even on a node with a stamp."""
+    fleet_state.record(str(tmp_path / "converged.json"), "d1", {"app": fleet_state.clean_manifest({"files": []})})
+    script = node_script("d1", None, _health_script(tmp_path, 1, {"healthy": False}))
+    assert "FLEET_PROBE_END" not in script and "probe(" not in script
+    done = _run_locally(script)
+    assert parse_answer(done.returncode, done.stdout, done.stderr).facts == {
+        "fleet_report_health_status": {"healthy": False}}
+
+
+def test_each_answer_is_heard_as_it_arrives(tmp_path: Path) -> None:
+    nodes = {name: dataclasses.replace(NODE, instance_id=name) for name in ("slow", "fast")}
+    heard: list[str] = []
+    delays = {"slow": "1", "fast": "0"}
+    answer = "cat >/dev/null; echo; echo FLEET-EXCHANGE-HEALTH-FOLLOWS; echo FLEET-HEALTH-CHECK-NOT-INSTALLED"
+    answers = Exchanges(lambda node: ["sh", "-c", f"sleep {delays[node.instance_id]}; {answer}"], "").run(
+        nodes, lambda name, got: heard.append(name))
+    assert heard == ["fast", "slow"] and list(answers) == ["slow", "fast"]
+    assert all(a.facts == {"fleet_report_not_configured": True} for a in answers.values())

@@ -1,4 +1,5 @@
-"""The Ansible runs several commands share: configure, health, and the wait for nodes to join the orchestrator.
+"""The steps several commands share: configure (an Ansible run), health (an SSH exchange per node), and the wait
+for nodes to join the orchestrator.
 
 Each returns a result object (results.py); commands combine them (up, configure, configure --rolling).
 """
@@ -9,11 +10,13 @@ import time
 
 from fleetdeploy.health.verdict import HealthResult, NodeReport, judge
 from fleetdeploy.operations.context import Context
+from fleetdeploy.operations.node_exchange import ask_nodes
 from fleetdeploy.orchestrator.join import JoinResult, wait_for_join
 from fleetdeploy.output.progress import ProgressBoard
 from fleetdeploy.output.results import ConfigureResult, NodeRun
-from fleetdeploy.paths import HEALTH_PLAYBOOK, SITE_PLAYBOOK
+from fleetdeploy.paths import SITE_PLAYBOOK
 from fleetdeploy.providers.base import Node
+from fleetdeploy.runs.exchange import ExchangeResult
 from fleetdeploy.runs.runlog import RunLog
 from fleetdeploy.runs.runner import RunResult, run_ansible
 
@@ -59,22 +62,18 @@ def _mark_incomplete(result: RunResult) -> None:
 
 
 def health_of(ctx: Context, nodes: list[Node], limit: list[Node] | None = None) -> HealthResult:
-    """Run every node's health check now (one exchange per node), read the orchestrator's list once, and judge."""
-    names = [ctx.host(n) for n in (limit or nodes)]
-    # The play only gathers the nodes' status documents; the verdict is health.verdict's, here as in the play.
-    result = ansible_run(ctx, "Health check", names, playbook=HEALTH_PLAYBOOK, limit=names if limit else None,
-                         extra_vars={"fleet_health_report": False})
-    note = "" if result.finished else f"the health run did not finish; full output: {result.run_log}"
-    reports = [node_report(name, result) for name in names]
+    """Run every node's health check now (one SSH exchange per node, no Ansible run), read the orchestrator's list
+    once, and judge (health.verdict, as playbooks/health.yml does)."""
+    names = {ctx.host(n): n for n in (limit or nodes)}
+    with ProgressBoard(ctx.progress_console, "Health check", list(names)) as board:
+        def done(name: str, got: ExchangeResult) -> None:
+            board.update(name, "unreachable" if got.unreachable else "done", got.message)
+
+        answers = ask_nodes(ctx, names, convergence=False, done=done)
+    reports = [NodeReport.from_facts(name, got.facts, unreachable=got.unreachable, message=got.message)
+               for name, got in answers.items()]
     api = ctx.orchestrator_api()
-    return judge(reports, api.read() if api is not None else None, note)
-
-
-def node_report(name: str, result: RunResult) -> NodeReport:
-    run = result.hosts.get(name)
-    if run is None:
-        return NodeReport(name, error="the node was not part of the run")
-    return NodeReport.from_facts(name, run.reports, unreachable=run.unreachable, message=run.message)
+    return judge(reports, api.read() if api is not None else None)
 
 
 def wait_for_nodes(ctx: Context, names: list[str], timeout_s: float) -> JoinResult | None:

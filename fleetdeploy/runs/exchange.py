@@ -21,7 +21,7 @@ import signal
 import subprocess
 import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -61,17 +61,22 @@ def convergence_rule(path: Path = CONVERGENCE_RULE) -> JSONObject:
     return as_object(yaml.safe_load(path.read_text(encoding="utf-8")))
 
 
-def node_script(digest: str, rule: JSONObject, health_script: str = DEFAULT_SCRIPT) -> str:
-    """The shell script the node runs as root: the convergence probe, then its health check."""
-    params = {"path": rule["fleet_stamp_file"], "digest": digest, "roles": rule["fleet_site_roles"],
-              "base_roles": rule["fleet_base_roles"]}
-    probe = STATE_SOURCE.read_text(encoding="utf-8") + f"\nprobe({json.dumps(params)!r})\n"
+def node_script(digest: str, rule: JSONObject | None, health_script: str = DEFAULT_SCRIPT) -> str:
+    """The shell script the node runs as root: the convergence probe (none without a `rule`: `health` asks only
+    for health), then its health check."""
     quoted = shlex.quote(health_script)
-    # The heredoc's quoted delimiter keeps the shell away from the probe's text, and the probe's errors stay in its
-    # half of the answer; the health check gets no stdin (the rest of this script is still arriving there). The
-    # interpreter is the inventory's ansible_python_interpreter, as the fleet_convergence plugin uses.
-    return (f"{NODE_PYTHON} - 2>&1 <<'FLEET_PROBE_END'\n{probe}FLEET_PROBE_END\n"
-            f"echo; echo {_SEPARATOR}\n"
+    if rule is None:
+        first = "echo\n"  # no probe: no convergence facts, as when a node's probe cannot run
+    else:
+        params = {"path": rule["fleet_stamp_file"], "digest": digest, "roles": rule["fleet_site_roles"],
+                  "base_roles": rule["fleet_base_roles"]}
+        probe = STATE_SOURCE.read_text(encoding="utf-8") + f"\nprobe({json.dumps(params)!r})\n"
+        # The heredoc's quoted delimiter keeps the shell away from the probe's text, and the probe's errors stay in
+        # its half of the answer. The interpreter is the inventory's ansible_python_interpreter, as the
+        # fleet_convergence plugin uses.
+        first = f"{NODE_PYTHON} - 2>&1 <<'FLEET_PROBE_END'\n{probe}FLEET_PROBE_END\n"
+    # The health check gets no stdin: the rest of this script is still arriving there.
+    return (first + f"echo; echo {_SEPARATOR}\n"
             f"if [ -x {quoted} ]; then {quoted} --json </dev/null; rc=$?; echo; echo \"{_HEALTH_RC}$rc\"; "
             f"else echo {NOT_CONFIGURED}; fi\n")
 
@@ -113,13 +118,20 @@ class Exchanges:
         self._lock = threading.Lock()
         self._cancelled = threading.Event()
 
-    def run(self, nodes: dict[str, Node]) -> dict[str, ExchangeResult]:
+    def run(self, nodes: dict[str, Node],
+            done: Callable[[str, ExchangeResult], None] | None = None) -> dict[str, ExchangeResult]:
+        """Every node's answer; `done` hears each one as it arrives (live progress)."""
         if not nodes:
             return {}
         with ThreadPoolExecutor(max_workers=min(MAX_PARALLEL, len(nodes))) as pool:
             try:
-                futures = {name: pool.submit(self._one, node) for name, node in nodes.items()}
-                return {name: future.result() for name, future in futures.items()}
+                futures = {pool.submit(self._one, node): name for name, node in nodes.items()}
+                answers = {}
+                for future in as_completed(futures):
+                    answers[futures[future]] = future.result()
+                    if done is not None:
+                        done(futures[future], answers[futures[future]])
+                return {name: answers[name] for name in nodes}
             except BaseException:
                 self.cancel()
                 raise

@@ -8,19 +8,10 @@ import time
 from fleetdeploy.health.verdict import NodeReport, judge
 from fleetdeploy.jsondoc import as_list
 from fleetdeploy.operations.context import Context
+from fleetdeploy.operations.node_exchange import ask_nodes
 from fleetdeploy.orchestrator.api import OrchestratorAnswer
 from fleetdeploy.providers.base import Node
-from fleetdeploy.runs.exchange import (
-    CONVERGED_FACT,
-    DRIFT_FACT,
-    ExchangeResult,
-    Exchanges,
-    convergence_rule,
-    exchange_argv,
-    node_script,
-    refused,
-)
-from fleetdeploy.runs.ssh import CONTROL_DIR, refused_message
+from fleetdeploy.runs.exchange import CONVERGED_FACT, DRIFT_FACT, ExchangeResult
 from fleetdeploy.watch.model import NodeView, Observation, RegionView
 
 
@@ -43,19 +34,6 @@ def node_views(names: dict[str, Node], answers: dict[str, ExchangeResult],
             interruption=row.interruption if (row := health.get(name)) is not None else "",
         ))
     return views
-
-
-def ask_nodes(ctx: Context, names: dict[str, Node]) -> dict[str, ExchangeResult]:
-    """Every node's exchange at once; a node whose host key changed says so in one line (as Ansible runs do)."""
-    known_hosts = ctx.inventory.known_hosts
-    CONTROL_DIR.mkdir(parents=True, exist_ok=True, mode=0o700)
-    script = node_script(ctx.inventory.config_digest(), convergence_rule())
-    answers = Exchanges(lambda node: exchange_argv(node, known_hosts, CONTROL_DIR), script).run(names)
-    for name, got in answers.items():
-        if refused(got):
-            answers[name] = ExchangeResult(unreachable=True,
-                                           message=refused_message(name, names[name].instance_id, known_hosts))
-    return answers
 
 
 def observe(ctx: Context) -> tuple[Observation, list[Node]]:
