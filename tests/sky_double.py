@@ -24,6 +24,8 @@ from sky.provision.common import ClusterInfo, InstanceInfo  # noqa: E402
 from sky.schemas.api.responses import StatusResponse  # noqa: E402
 
 KEY_PATH = "~/.sky/clients/abcd1234/ssh/sky-key"
+KEY_CONTENT = "-----BEGIN OPENSSH PRIVATE KEY-----\nfake-key-of-the-test-double\n-----END OPENSSH PRIVATE KEY-----\n"
+OWNER = "abcd1234"  # the user hash every FakeCluster was launched by
 
 
 @dataclass
@@ -57,6 +59,7 @@ class SkyDouble:
     launched_tasks: dict[str, Any] = field(default_factory=dict)
     launch_kwargs: dict[str, dict[str, Any]] = field(default_factory=dict)
     created: int = 100
+    user_hash: str = OWNER  # the caller: without all_users, SkyPilot lists only this user's clusters
     _requests: dict[str, tuple[str, Any]] = field(default_factory=dict)
     _ids: Any = field(default_factory=itertools.count)
 
@@ -85,7 +88,7 @@ class SkyDouble:
         _summary_response: bool = False,
     ) -> str:
         self.calls.append(("status", ",".join(cluster_names or [])))
-        return self._request("status", (cluster_names, _include_credentials))
+        return self._request("status", (cluster_names, _include_credentials, all_users))
 
     def launch(self, task: Any, cluster_name: str | None = None, retry_until_up: bool = False, **kwargs: Any) -> str:
         assert isinstance(task, sky.Task), "sky.launch gets a sky.Task"
@@ -110,11 +113,13 @@ class SkyDouble:
         return self.get(request_id)
 
     # --- what the API server would do ----------------------------------------------------------------
-    def _do_status(self, payload: tuple[list[str] | None, bool]) -> list[StatusResponse]:
-        names, credentials = payload
+    def _do_status(self, payload: tuple[list[str] | None, bool, bool]) -> list[StatusResponse]:
+        names, credentials, all_users = payload
         if self.status_error is not None:
             raise self.status_error
-        chosen = [c for n, c in sorted(self.clusters.items()) if names is None or n in names]
+        # backend_utils.get_clusters: without all_users, only the caller's own clusters.
+        chosen = [c for n, c in sorted(self.clusters.items())
+                  if (names is None or n in names) and (all_users or self.user_hash == OWNER)]
         return [status_record(c, credentials) for c in chosen]
 
     def _do_launch(self, payload: tuple[str, Any, bool]) -> tuple[int, CloudVmRayResourceHandle]:
@@ -190,6 +195,8 @@ def status_record(cluster: FakeCluster, include_credentials: bool) -> StatusResp
         credentials = {
             "ssh_user": "ubuntu",
             "ssh_private_key": KEY_PATH,
+            # backend_utils adds the key itself (0.14.1): a remote client cannot read the server's path.
+            "ssh_private_key_content": KEY_CONTENT,
             "ssh_control_name": cluster.name,
             "ssh_proxy_command": None,
         }
@@ -203,7 +210,7 @@ def status_record(cluster: FakeCluster, include_credentials: bool) -> StatusResp
         to_down=False,
         cluster_hash="hash-" + cluster.name,
         cluster_ever_up=True,
-        user_hash="abcd1234",
+        user_hash=OWNER,
         user_name="tester",
         workspace="default",
         is_managed=False,

@@ -538,3 +538,14 @@ def test_the_canary_section(tmp_path: Path) -> None:
                          ({"imag": "python:3"}, "canary.imag")):
         with pytest.raises(InputError, match=message):
             load_fleet(write(fleet_dir, mutate(_set("canary", bad))))
+
+
+def test_the_skypilot_section_is_the_skypilot_providers(fleet_dir: Path) -> None:
+    data = mutate(_set("skypilot", {"api_server": "https://sky.example.com"}))
+    assert load_fleet(write(fleet_dir, data)).skypilot.api_server == "https://sky.example.com"
+    data["provider"] = "local"
+    with pytest.raises(InputError, match="skypilot: only used with provider: skypilot"):
+        load_fleet(write(fleet_dir, data))
+    typo = mutate(_set("skypilot", {"api_sever": "https://sky.example.com"}))
+    with pytest.raises(InputError, match="skypilot.api_sever"):
+        load_fleet(write(fleet_dir, typo))

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import re
+import stat
 import subprocess
 import sys
 import textwrap
@@ -11,11 +13,13 @@ from pathlib import Path
 import pytest
 import requests
 import yaml
-from sky_double import KEY_PATH, FakeCluster, FakeNode, SkyDouble, status_record
+from sky_double import KEY_CONTENT, KEY_PATH, FakeCluster, FakeNode, SkyDouble, status_record
 
 from fleetdeploy.errors import FleetError
 from fleetdeploy.fleet.model import Fleet, load_fleet
-from fleetdeploy.providers.skypilot.provider import SkyPilotProvider, nodes_from_status
+from fleetdeploy.fleet.skypilot_spec import SkyPilotSpec
+from fleetdeploy.providers.skypilot.provider import SkyPilotProvider
+from fleetdeploy.providers.skypilot.records import nodes_from_status
 
 REPO = Path(__file__).resolve().parents[1]
 UP = SkyDouble.ClusterStatus.UP
@@ -321,3 +325,53 @@ def test_the_credentials_hint_names_the_clusters_cloud_or_every_cloud_of_the_fle
         "no usable cloud access (run: sky check aws gcp): ")
     assert describe_error(SkyDouble, identity, ["aws", "azure"]).startswith(
         "cloud credentials are missing or unusable (run: sky check aws azure)")
+
+
+def test_a_teams_api_server_shows_every_operators_clusters_and_sends_the_key(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Another operator launched the fleet: SkyPilot lists those clusters only with all_users, and a remote server's
+    key path is on the server, so the key it sends is kept here (0600) for the inventory."""
+    fleet = make_fleet(tmp_path)
+    fleet = fleet.model_copy(update={"skypilot": SkyPilotSpec(api_server="https://sky.example.com")})
+    double = SkyDouble(user_hash="operator-b")
+    double.add(up_cluster(W2, "us-west-2", 2))
+    state = tmp_path / "state"
+    nodes = SkyPilotProvider(fleet, state, sdk_loader=lambda: double).nodes()
+    assert len(nodes) == 2  # seen though launched by someone else
+    (key,) = {n.key_file for n in nodes}
+    assert Path(key).parent == state / "demo" / "skypilot-keys" and Path(key).read_text() == KEY_CONTENT
+    assert stat.S_IMODE(Path(key).stat().st_mode) == 0o600
+    # A local server (no endpoint named anywhere): its key path is this machine's, used as it is.
+    monkeypatch.delenv("SKYPILOT_API_SERVER_ENDPOINT", raising=False)
+    local = SkyPilotProvider(make_fleet(tmp_path), state, sdk_loader=lambda: double).nodes()
+    assert {n.key_file for n in local} == {os.path.expanduser(KEY_PATH)}
+
+
+@pytest.mark.parametrize(("value", "problem"), [
+    ("https://admin:secret@sky.example.com", "must not contain credentials: run `sky api login -e URL`"),
+    ("sky.example.com:46580", "needs a scheme"),
+    ("http://sky.example.com/api", "without a path"),
+])
+def test_the_api_server_url_is_checked(value: str, problem: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(problem)):
+        SkyPilotSpec(api_server=value)
+    assert SkyPilotSpec(api_server="HTTP://Sky.Example.com:46580/").api_server == "http://sky.example.com:46580"
+
+
+def test_the_fleet_files_api_server_wins_over_the_environment(tmp_path: Path) -> None:
+    script = textwrap.dedent(
+        f"""
+        import os
+        from pathlib import Path
+        os.environ["SKYPILOT_API_SERVER_ENDPOINT"] = "http://from-env.example.com:46580"
+        from fleetdeploy.providers.skypilot.provider import load_sky
+        load_sky(Path({str(tmp_path / "project.yaml")!r}), "https://team.example.com")
+        from sky.server import common
+        print(common.get_server_url())
+        """
+    )
+    env = dict(os.environ, HOME=str(tmp_path))
+    result = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True,
+                            check=False, env=env | {"PYTHONPATH": str(REPO)})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "https://team.example.com"

@@ -48,7 +48,7 @@ BLACKHOLE_PROXY = "http://127.0.0.1:9"
 STAMP = "/var/lib/fleetdeploy/converged.json"
 
 
-def _free_port() -> int:
+def free_port() -> int:
     """A loopback port that is free, and whose queue-manager twin (sky/server/requests/queues/mp_queue.py) is too."""
     for _ in range(50):
         with socket.socket() as probe:
@@ -296,7 +296,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SkyWorld]:
         if subprocess.run(["docker", "image", "inspect", image], capture_output=True).returncode != 0:
             pytest.fail(f"image {image} is missing: run scripts/build-images.sh")
     work = tmp_path_factory.mktemp("sky-real")
-    home, state, port = work / "home", work / "state", _free_port()
+    home, state, port = work / "home", work / "state", free_port()
     home.mkdir()
     tag = uuid.uuid4().hex[:6]
     token_file = work / "orchestrator.token"

@@ -19,13 +19,26 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from sky_world import AZURE_REGION, CLOSED_PORT, GCP_REGION, SkyWorld, api_server_processes
+from sky_world import (
+    AZURE_REGION,
+    CLOSED_PORT,
+    GCP_REGION,
+    REPO,
+    SkyWorld,
+    api_server_processes,
+    free_port,
+    processes_with_home,
+    sky_environment,
+    stop_api_server,
+    write_catalog,
+)
 
 from tests.webhook_receiver import WebhookReceiver
 
@@ -420,3 +433,75 @@ def test_12_gcp_and_azure_clusters_inventory_their_own_user_and_stop_at_their_ow
     # The survivors were tried and are unreachable (nothing listens there): named per node, never a crash.
     assert data["configure"]["ok"] is False
     assert {n["state"] for n in data["configure"]["nodes"]} == {"unreachable"}, data["configure"]
+
+
+def test_13_two_controllers_on_a_teams_api_server_see_one_fleet(world: SkyWorld) -> None:
+    """A second API server on loopback, as a team would run one: its own HOME (state DB, keys) and port. Two
+    controllers with HOMEs of their own name it in the fleet file (skypilot.api_server). The fleet's cluster was
+    launched by the server's user, not theirs: both must still see it, and reach its nodes with the key the server
+    sends in the status record (its path is the server's)."""
+    team_home, team_port = world.work / "team-home", free_port()
+    team_home.mkdir()
+    write_catalog(team_home)
+    team_env = sky_environment(team_home, world.work / "team-state", team_port)
+    team = f"{world.name}t"
+    started = subprocess.run([str(REPO / ".venv" / "bin" / "sky"), "api", "start", "--host", "127.0.0.1", "--port",
+                              str(team_port)], env=team_env, capture_output=True, text=True, timeout=300,
+                             stdin=subprocess.DEVNULL)
+    controllers = [world.work / f"operator-{who}" for who in "ab"]
+    try:
+        assert started.returncode == 0, started.stdout[-2000:] + started.stderr[-3000:]
+        assert api_server_processes(team_port), "the team's server runs"
+        east1 = world.boxes[world.cluster("us-east-1")]
+        seeded = subprocess.run(
+            [sys.executable, str(Path(__file__).with_name("sky_side.py")), "seed", json.dumps({"clusters": [{
+                "name": f"{team}-us-east-1", "region": "us-east-1", "zone": "us-east-1a", "launched_nodes": 2,
+                "ready": True, "nodes": [{"instance_id": b.instance_id, "internal_ip": b.internal_ip,
+                                          "port": b.port} for b in east1]}]})],
+            cwd=world.work, env=team_env, capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL)
+        assert seeded.returncode == 0, seeded.stderr[-3000:]
+        keys = json.loads(seeded.stdout.strip().splitlines()[-1])
+        for box in east1:  # the nodes accept the team server's key, as SkyPilot-made VMs would
+            subprocess.run(["docker", "exec", "-i", box.container, "sh", "-c",
+                            "cat >> /home/ubuntu/.ssh/authorized_keys"],
+                           # SkyPilot's public key file has no final newline: start a line of our own.
+                           input="\n" + Path(keys["public_key"]).read_text() + "\n", text=True, check=True,
+                           timeout=60)
+        fleet_file = world.work / "team.yaml"
+        fleet_file.write_text(world.fleet_file("team-base", {"us-east-1": 2}).read_text()
+                              .replace(f"name: {world.name}\n", f"name: {team}\n")
+                              + f"skypilot: {{api_server: 'http://127.0.0.1:{team_port}'}}\n")
+        seen = []
+        for home in controllers:
+            # Two operators, not one: each client has its own SkyPilot user (~/.sky/user_hash, sent with every
+            # request); the cluster belongs to the server's user.
+            (home / ".sky").mkdir(parents=True)
+            (home / ".sky" / "user_hash").write_text(f"operator{home.name[-1]}0000")
+            env = sky_environment(home, home / "state", free_port())
+            done = subprocess.run([sys.executable, str(REPO / "deploy.py"), "-f", str(fleet_file), "status", "-o",
+                                   "json"], cwd=REPO, env=env, capture_output=True, text=True, timeout=600,
+                                  stdin=subprocess.DEVNULL)
+            assert done.returncode == 0, _ok(done)
+            status = json.loads(done.stdout)
+            seen.append(sorted(n["instance_id"] for n in status["nodes"]))
+            assert [(c["cluster"], c["up"], c["wanted"]) for c in status["clusters"]] == [(f"{team}-us-east-1", 2, 2)]
+            # SkyPilot's cost report is not per user: every operator reads the fleet's cost.
+            assert [c["cluster"] for c in status["cost"]["clusters"]] == [f"{team}-us-east-1"], status["cost"]
+            inventory = yaml.safe_load((REPO / "inventory" / f"{team}.yml").read_text())
+            hosts = inventory["all"]["children"][f"fleet_{team}"]["children"][f"{team}_us_east_1"]["hosts"]
+            (key,) = {h["ansible_ssh_private_key_file"] for h in hosts.values()}
+            assert Path(key).parent == home / "state" / team / "skypilot-keys", key  # the controller's own copy
+            assert Path(key).read_text() == Path(keys["private_key"]).expanduser().read_text()
+            ran = subprocess.run([sys.executable, str(REPO / "deploy.py"), "-f", str(fleet_file), "-o", "json",
+                                  "exec", "all", "hostname"], cwd=REPO, env=env, capture_output=True, text=True,
+                                 timeout=600, stdin=subprocess.DEVNULL)
+            assert ran.returncode == 0, _ok(ran)
+            assert all(n["ok"] for n in json.loads(ran.stdout)["nodes"]), ran.stdout
+            assert not api_server_processes(int(env["SKYPILOT_API_SERVER_LOCAL_PORT"])), "no local server started"
+        assert seen[0] == seen[1] == sorted(b.instance_id for b in east1)
+    finally:
+        stop_api_server(team_port, team_home)
+        for home in controllers:
+            for pid in processes_with_home(home):
+                subprocess.run(["kill", "-9", str(pid)], capture_output=True)
+        (REPO / "inventory" / f"{team}.yml").unlink(missing_ok=True)

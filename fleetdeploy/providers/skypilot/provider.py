@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 import os
 from collections import deque
-from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -20,7 +20,6 @@ from fleetdeploy.jsondoc import JSONObject
 from fleetdeploy.output.capture import captured_fds
 from fleetdeploy.providers.base import (
     ActionKind,
-    ClusterAction,
     ClusterOutcome,
     ClusterPlan,
     ClusterPrice,
@@ -38,6 +37,7 @@ from fleetdeploy.providers.skypilot.costs import BASIS, costs_from_report
 from fleetdeploy.providers.skypilot.errors import describe_error, failure_kind, is_sky_error
 from fleetdeploy.providers.skypilot.pricing import region_prices
 from fleetdeploy.providers.skypilot.project_config import install_project_config
+from fleetdeploy.providers.skypilot.records import decide, nodes_from_status
 from fleetdeploy.providers.skypilot.task import candidates, render_task, to_yaml
 
 SdkLoader = Callable[[], Any]
@@ -47,104 +47,21 @@ SKYPILOT_ROW = "skypilot"
 # sky.server.requests.request_names.RequestName.CLUSTER_LAUNCH, and the states of a request not yet finished.
 LAUNCH_REQUEST = "launch"
 LIVE_REQUEST_STATES = frozenset({"PENDING", "WAITING", "RUNNING"})
+API_SERVER_ENV = "SKYPILOT_API_SERVER_ENDPOINT"  # sky.skylet.constants.SKY_API_SERVER_URL_ENV_VAR
 
 
-def load_sky(project_config: Path) -> Any:
-    """Import the SkyPilot SDK: usage collection off and our project config in place first (both read at import)."""
+def load_sky(project_config: Path, api_server: str | None = None) -> Any:
+    """Import the SkyPilot SDK: usage collection off and our project config in place first (both read at import).
+    `api_server` (the fleet file's skypilot.api_server) wins over the environment's endpoint: SkyPilot's client
+    reads SKYPILOT_API_SERVER_ENDPOINT at every call."""
     os.environ["SKYPILOT_DISABLE_USAGE_COLLECTION"] = "1"
+    if api_server:
+        os.environ[API_SERVER_ENV] = api_server
     install_project_config(project_config)
     import sky  # noqa: PLC0415 - deliberately lazy
     import sky.exceptions  # noqa: PLC0415,F401 - makes sky.exceptions available as an attribute
 
     return sky
-
-
-def _status_value(status: Any) -> str:
-    """'UP' / 'INIT' / ... from a sky.ClusterStatus (or a plain string)."""
-    return str(getattr(status, "value", status))
-
-
-def _instance_ids(handle: Any) -> dict[tuple[str, int], str]:
-    """(ip, ssh port) -> instance id from the handle's cluster info (ip alone is not unique behind NAT)."""
-    info = getattr(handle, "cached_cluster_info", None)
-    found: dict[tuple[str, int], str] = {}
-    if info is None:
-        return found
-    for instance_id, infos in info.instances.items():
-        for inst in infos:
-            ip = inst.external_ip or inst.internal_ip
-            found[(ip, int(inst.ssh_port))] = instance_id
-    return found
-
-
-def nodes_from_status(records: Iterable[Any]) -> list[Node]:
-    """Map SkyPilot status records (with credentials) to Nodes: UP and INIT clusters, nodes with an IP only.
-
-    An INIT cluster has lost nodes (partial spot preemption) or is still being launched: its surviving nodes are
-    still worth configuring and checking (a stale address shows as unreachable, never as healthy).
-    Index 0 of the cached IPs is the head; the rest are workers. Hosts are named by instance id, never by
-    index, because SkyPilot orders workers by IP and that order shifts when a spot node is replaced.
-    """
-    nodes: list[Node] = []
-    for rec in records:
-        if _status_value(rec["status"]) not in ("UP", "INIT") or rec["handle"] is None:
-            continue
-        handle = rec["handle"]
-        ips = handle.cached_external_ips
-        if ips is None:
-            continue
-        ports = handle.cached_external_ssh_ports or [22] * len(ips)
-        credentials = rec["credentials"] or {}
-        # On AWS handle.ssh_user is None; the credentials carry the real user.
-        user = credentials.get("ssh_user") or handle.ssh_user
-        key = credentials.get("ssh_private_key")
-        if not user or not key:
-            # One cluster without credentials must not hide the others' nodes; it shows as short in `status`.
-            continue
-        resources = handle.launched_resources
-        ids = _instance_ids(handle)
-        for index, ip in enumerate(ips):
-            if ip is None:
-                continue
-            port = int(ports[index]) if index < len(ports) else 22
-            # Fallback for handles without cluster info: still stable per address, never per index.
-            instance_id = ids.get((ip, port)) or f"ip-{ip.replace('.', '-').replace(':', '-')}-{port}"
-            nodes.append(
-                Node(
-                    instance_id=instance_id,
-                    cluster=rec["name"],
-                    region=resources.region,
-                    zone=resources.zone,
-                    host=ip,
-                    port=port,
-                    user=user,
-                    key_file=os.path.expanduser(key),
-                    spot=bool(resources.use_spot),
-                    cloud=cloud_key(resources.cloud),
-                )
-            )
-    return nodes
-
-
-def cloud_key(cloud: Any) -> str:
-    """Our spelling of the cloud a SkyPilot Resources names (its str() is 'AWS', 'GCP', 'Azure')."""
-    return str(cloud).lower() if cloud is not None else "aws"
-
-
-def _launched_nodes(record: Any) -> int:
-    return int(record["nodes"] if record.get("nodes") is not None else record["handle"].launched_nodes)
-
-
-def decide(record: Any, wanted: int) -> ClusterAction:
-    """What `up` does to one cluster, from its SkyPilot record (None when it does not exist)."""
-    if record is None:
-        return ClusterAction(ActionKind.LAUNCH, wanted)
-    have = _launched_nodes(record)
-    if have != wanted:
-        return ClusterAction(ActionKind.RESIZE, wanted, have)
-    if _status_value(record["status"]) != "UP":
-        return ClusterAction(ActionKind.HEAL, wanted, have)
-    return ClusterAction(ActionKind.NOTHING, wanted, have)
 
 
 class SkyPilotProvider:
@@ -163,7 +80,9 @@ class SkyPilotProvider:
         notice: Callable[[str], None] | None = None,
     ) -> None:
         self._fleet = fleet
-        self._load = sdk_loader or functools.partial(load_sky, Path(state_dir) / "skypilot" / "project-config.yaml")
+        self._load = sdk_loader or functools.partial(load_sky, Path(state_dir) / "skypilot" / "project-config.yaml",
+                                                     fleet.skypilot.api_server)
+        self._key_store = Path(state_dir) / fleet.name / "skypilot-keys"
         self._max_in_flight = max(1, max_in_flight)
         self._notice = notice or (lambda line: None)
 
@@ -171,6 +90,12 @@ class SkyPilotProvider:
     def _sdk(self, sink: Callable[[str], None] | None = None) -> Iterator[Any]:
         with captured_fds(sink or self._notice):
             yield self._load()
+
+    def _remote_keys(self) -> Path | None:
+        """Where the keys a remote API server sends are kept (None: a local server's key paths are this machine's).
+        A server named by skypilot.api_server or SKYPILOT_API_SERVER_ENDPOINT counts as remote: its files are not
+        ours to read, even when it runs on this machine for another user."""
+        return self._key_store if self._fleet.skypilot.api_server or os.environ.get(API_SERVER_ENV) else None
 
     def _names(self) -> dict[str, str]:
         return {self._fleet.cluster_name(region): region for region in sorted(self._fleet.regions)}
@@ -235,7 +160,9 @@ class SkyPilotProvider:
                  refresh: bool = False) -> dict[str, Any]:
         # AUTO refreshes spot clusters from the cloud: the only way SkyPilot learns of preempted nodes.
         mode = sky.StatusRefreshMode.AUTO if refresh else sky.StatusRefreshMode.NONE
-        records = sky.get(sky.status(list(names), refresh=mode, _include_credentials=credentials))
+        # all_users: on a team's API server the fleet's clusters may have been launched by another operator; without
+        # it SkyPilot lists only this user's, and `up` would try to launch a cluster that exists.
+        records = sky.get(sky.status(list(names), refresh=mode, all_users=True, _include_credentials=credentials))
         return {rec["name"]: rec for rec in records if rec["name"] in names}
 
     def preflight(self) -> None:
@@ -260,7 +187,7 @@ class SkyPilotProvider:
             in_flight, in_flight_error = self._launches_in_flight(sky, names)
         actions = {name: decide(records.get(name), self._fleet.regions[region].count)
                    for name, region in names.items()}
-        nodes = nodes_from_status(records[name] for name in names if name in records)
+        nodes = nodes_from_status((records[name] for name in names if name in records), self._remote_keys())
         return Survey(actions, nodes, in_flight, "; ".join(e for e in (error, in_flight_error) if e))
 
     def _launches_in_flight(self, sky: Any, names: dict[str, str]) -> tuple[frozenset[str], str]:
@@ -350,7 +277,7 @@ class SkyPilotProvider:
                 records = self._records(sky, names, credentials=True)
             except Exception as exc:  # noqa: BLE001
                 raise FleetError(f"cannot read cluster status from SkyPilot: {self._describe(sky, exc)}") from None
-        return nodes_from_status(records[name] for name in names if name in records)
+        return nodes_from_status((records[name] for name in names if name in records), self._remote_keys())
 
     def down(self, progress: ProgressCallback) -> list[ClusterOutcome]:
         """Tear down this fleet's clusters (and only those); a missing cluster is not an error."""
