@@ -258,3 +258,19 @@ def test_plan_shows_each_clusters_cloud_and_refuses_what_a_catalog_does_not_offe
     assert refused.returncode == 2 and refused.stdout == ""
     assert refused.stderr.strip().splitlines()[-1].startswith(
         "error: regions.us-central1: instance type 'n2-highcpu-96' is not offered"), refused.stderr
+
+
+def test_only_a_launch_is_held_to_the_catalogs_and_down_never_is(home: Path, tmp_path: Path) -> None:
+    from fleetdeploy.providers.skypilot.provider import SkyPilotProvider
+
+    seed_catalogs(home)
+    not_offered = {"cloud": "gcp", "count": 1, "instance_type": "n2-highmem-2"}
+    path = write_fleet(tmp_path, {**MIXED, "us-central1": not_offered})
+    provider = SkyPilotProvider(load_fleet(path), tmp_path / "state", sdk_loader=lambda: None)
+    provider.preflight()  # configure, down: where nodes would go is not their concern
+    with pytest.raises(InputError, match="instance type 'n2-highmem-2' is not offered"):
+        provider.preflight(launching=True)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SKYPILOT_", "SKY_"))} | {"HOME": str(home)}
+    up = subprocess.run([sys.executable, str(REPO / "deploy.py"), "-f", str(path), "up"], capture_output=True,
+                        text=True, env=env, timeout=300, check=False)
+    assert up.returncode == 2 and "n2-highmem-2" in up.stderr.splitlines()[0], up.stderr

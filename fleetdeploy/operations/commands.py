@@ -116,7 +116,8 @@ def _fleet_lock(ctx: Context, purpose: str, wait_s: float) -> Iterator[None]:
         who = holder.describe() if holder else "another process"
         ctx.notice(f"waiting up to {wait_s:g} s for the fleet lock: {who} holds it")
 
-    ctx.provider.preflight()  # a command that cannot run leaves nothing behind, not even a lock file
+    # A command that cannot run leaves nothing behind, not even a lock file.
+    ctx.provider.preflight(launching=purpose == "up")
     with held(fleet_lock_path(state_dir(), ctx.fleet.name), purpose, wait_s, f"fleet '{ctx.fleet.name}'", waiting):
         yield
 

@@ -193,8 +193,10 @@ class Provider(Protocol):
         """What `up` would do per cluster, from the provider's local state only (no cloud call)."""
         ...
 
-    def preflight(self) -> None:
-        """Cheap checks that fail a whole command (InputError) before anything is written, locked or started."""
+    def preflight(self, launching: bool = False) -> None:
+        """Cheap checks that fail a whole command (InputError) before anything is written, locked or started;
+        `launching`: the command may create machines (up), so where they go is checked too. `down` never is: a
+        mistake in where a fleet would go must not keep a running fleet from being removed."""
         ...
 
     def up(self, progress: ProgressCallback, only: Collection[str] | None = None) -> list[ClusterOutcome]:

@@ -210,7 +210,7 @@ class LocalProvider:
         return plans
 
     # ---- up ------------------------------------------------------------------------------------------------------
-    def preflight(self) -> None:
+    def preflight(self, launching: bool = False) -> None:
         """A Docker engine that answers and the ssh tools: without them no command can do anything."""
         DockerCli().check_engine()
         for tool in ("ssh", "ssh-keygen"):

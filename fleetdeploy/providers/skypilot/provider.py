@@ -165,9 +165,11 @@ class SkyPilotProvider:
         records = sky.get(sky.status(list(names), refresh=mode, all_users=True, _include_credentials=credentials))
         return {rec["name"]: rec for rec in records if rec["name"] in names}
 
-    def preflight(self) -> None:
-        """The fleet against each cloud's catalog when it is on disk (SkyPilot's own checks need its API server)."""
-        check_against_catalogs(self._fleet)
+    def preflight(self, launching: bool = False) -> None:
+        """Before a launch: the fleet against each cloud's catalog when it is on disk (SkyPilot's own checks need
+        its API server). Nothing else is cheap to check here."""
+        if launching:
+            check_against_catalogs(self._fleet)
 
     def survey(self) -> Survey:
         """This fleet's clusters refreshed from the cloud (what shows preempted nodes). A refresh that fails
