@@ -60,8 +60,12 @@ def test_a_hundred_early_ctrl_c_all_end_interrupted_130(tmp_path: Path) -> None:
     # A SIGINT that lands while the interpreter itself starts (before deploy.py's first line: stdio, site) meets
     # Python's own handling, which no program can change: killed by SIGINT (a shell shows 130 too), or a
     # traceback from interpreter start-up. Those runs did nothing; they are counted apart and must stay rare.
+    # "deploy.py, line 0": the module's code had been entered but not its first statement (line 0 is the frame's
+    # start, before `import sys`), so no handler of ours could exist yet; seen once in 100 runs in CI.
     def before_the_program(code: int, output: str) -> bool:
-        return (code == -signal.SIGINT and output == "") or (code == 1 and "deploy.py" not in output)
+        at_entry = output.strip().endswith('deploy.py", line 0, in <module>\nKeyboardInterrupt') and \
+            output.count('File "') == 1
+        return (code == -signal.SIGINT and (output == "" or at_entry)) or (code == 1 and "deploy.py" not in output)
 
     early = [r for r in results if before_the_program(r[1], r[2])]
     wrong = [(round(delay, 3), code, output[-300:]) for delay, code, output in results
