@@ -46,6 +46,8 @@ echo "setup: installing Python packages into .venv (extras: ${EXTRAS})"
 # The image builds below use only Docker: pip runs beside them (on a fresh machine each takes minutes).
 .venv/bin/pip install -q -e ".[${EXTRAS}]" --config-settings editable_mode=compat > .venv/pip-install.log 2>&1 &
 pip_pid=$!
+# A background job ignores SIGINT in a script: end pip with the script, or it would go on writing into .venv.
+trap 'kill "${pip_pid}" 2>/dev/null || true' EXIT INT TERM
 images_status=0
 bash scripts/build-images.sh || images_status=$?
 if ! wait "${pip_pid}"; then
@@ -53,5 +55,6 @@ if ! wait "${pip_pid}"; then
   echo "setup: pip install failed (log: .venv/pip-install.log)" >&2
   exit 1
 fi
+trap - EXIT INT TERM
 [ "${images_status}" = 0 ] || { echo "setup: building the images failed" >&2; exit "${images_status}"; }
 echo "setup: done"

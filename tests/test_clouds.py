@@ -51,14 +51,24 @@ def write_fleet(directory: Path, regions: dict[str, Any], defaults: dict[str, An
     return path
 
 
+# Azure's catalog has its own columns and no AvailabilityZone (sky/catalog/data_fetchers/fetch_azure.py).
+AZURE_HEADER = "InstanceType,AcceleratorName,AcceleratorCount,vCPUs,MemoryGiB,GpuInfo,Price,SpotPrice,Region,Generation"
+
+
 def seed_catalogs(home: Path, clouds: tuple[str, ...] = ("aws", "gcp", "azure")) -> None:
     """Each cloud's vms.csv where SkyPilot keeps it (no .meta md5 beside it: SkyPilot never re-downloads it)."""
     for cloud in clouds:
         path = home / ".sky" / "catalogs" / "v8" / cloud / "vms.csv"
         path.parent.mkdir(parents=True, exist_ok=True)
-        lines = [f"{kind},,,2.0,4.0,,{price},{spot},{region},{zone},x86_64,,,,,0"
-                 for c, kind, price, spot, region, zone in ROWS if c == cloud]
-        path.write_text("\n".join([HEADER, *lines]) + "\n")
+        if cloud == "azure":
+            header = AZURE_HEADER
+            lines = [f"{kind},,,2.0,4.0,,{price},{spot},{region},V2" for c, kind, price, spot, region, _ in ROWS
+                     if c == cloud]
+        else:
+            header = HEADER
+            lines = [f"{kind},,,2.0,4.0,,{price},{spot},{region},{zone},x86_64,,,,,0"
+                     for c, kind, price, spot, region, zone in ROWS if c == cloud]
+        path.write_text("\n".join([header, *lines]) + "\n")
 
 
 @pytest.fixture()

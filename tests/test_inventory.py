@@ -296,3 +296,8 @@ def test_a_canary_archive_is_loaded_for_jobs_and_a_nodes_cloud_is_plain_text(fle
     hosts = inventory["all"]["children"]["fleet_edge_demo"]["children"]["edge_demo_us_east_1"]["hosts"]
     (host,) = hosts.values()
     assert host["fleet_cloud"] == "gcp" and type(host["fleet_cloud"]) is str  # YAML can't write an enum
+    written = tmp_path / "inv.yml"
+    write_inventory(written, inventory)
+    from fleetdeploy.operations.fleet_inventory import nodes_in
+
+    assert [n.cloud for n in nodes_in(written)] == ["gcp"]  # read back as written (--limit, exec, ssh)

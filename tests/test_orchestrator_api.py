@@ -139,3 +139,25 @@ def test_join_wait_gives_up_on_an_unreadable_api_without_waiting_out_the_timeout
     assert result.api_unreadable and result.ok  # nothing charged to the nodes (health's rule)
     assert "unreachable: Connection refused" in result.note and "could not confirm" in result.note
     assert "n1: running" in out.getvalue()
+
+
+def test_a_service_that_does_not_speak_http_is_one_line() -> None:
+    """orchestrator.api pointed at the NATS port: it greets with INFO, not an HTTP status line."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(4)
+
+    def greet() -> None:
+        for _ in range(2):
+            connection, _ = server.accept()
+            with connection:
+                connection.sendall(b'INFO {"server_id":"x","version":"2.10"}\r\n')
+                time.sleep(0.2)
+
+    threading.Thread(target=greet, daemon=True).start()
+    api = OrchestratorApi(f"http://127.0.0.1:{server.getsockname()[1]}", timeout_s=5)
+    with pytest.raises(OrchestratorApiError) as info:
+        api.nodes()
+    assert str(info.value).endswith("did not answer in HTTP (BadStatusLine)"), str(info.value)
+    assert "did not answer in HTTP" in api.read().error  # read() never raises
+    server.close()

@@ -25,7 +25,7 @@ REPO = Path(__file__).resolve().parents[1]
 UP = SkyDouble.ClusterStatus.UP
 INIT = SkyDouble.ClusterStatus.INIT
 E1, W2 = "demo-eu-west-1", "demo-us-west-2"
-NO_STATE = Path("/nonexistent/state")  # the double replaces the SDK loader: nothing is written there
+NO_STATE = Path("/nonexistent/state")  # the double replaces the SDK loader, and the key is local: nothing is written
 
 
 def make_fleet(tmp_path: Path, regions: dict[str, dict[str, object]] | None = None) -> Fleet:
@@ -49,6 +49,20 @@ class Progress:
 
     def __call__(self, cluster: str, message: str) -> None:
         self.messages.append((cluster, message))
+
+
+@pytest.fixture(autouse=True)
+def sky_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """SkyPilot's client key where the records say it is, as on a machine whose local API server made it (a key
+    path not readable here means a remote server's: the provider then keeps the key the record carries)."""
+    home = tmp_path / "home"
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.delenv("SKYPILOT_API_SERVER_ENDPOINT", raising=False)
+    key = Path(os.path.expanduser(KEY_PATH))
+    key.parent.mkdir(parents=True)
+    key.write_text(KEY_CONTENT)
+    key.chmod(0o600)
+    return key
 
 
 @pytest.fixture()
@@ -327,8 +341,7 @@ def test_the_credentials_hint_names_the_clusters_cloud_or_every_cloud_of_the_fle
         "cloud credentials are missing or unusable (run: sky check aws azure)")
 
 
-def test_a_teams_api_server_shows_every_operators_clusters_and_sends_the_key(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_teams_api_server_shows_every_operators_clusters_and_sends_the_key(tmp_path: Path, sky_key: Path) -> None:
     """Another operator launched the fleet: SkyPilot lists those clusters only with all_users, and a remote server's
     key path is on the server, so the key it sends is kept here (0600) for the inventory."""
     fleet = make_fleet(tmp_path)
@@ -342,9 +355,12 @@ def test_a_teams_api_server_shows_every_operators_clusters_and_sends_the_key(
     assert Path(key).parent == state / "demo" / "skypilot-keys" and Path(key).read_text() == KEY_CONTENT
     assert stat.S_IMODE(Path(key).stat().st_mode) == 0o600
     # A local server (no endpoint named anywhere): its key path is this machine's, used as it is.
-    monkeypatch.delenv("SKYPILOT_API_SERVER_ENDPOINT", raising=False)
     local = SkyPilotProvider(make_fleet(tmp_path), state, sdk_loader=lambda: double).nodes()
     assert {n.key_file for n in local} == {os.path.expanduser(KEY_PATH)}
+    # A server named only by `sky api login`: its key path is not readable here, so the key sent is kept.
+    sky_key.unlink()
+    logged_in = SkyPilotProvider(make_fleet(tmp_path), state, sdk_loader=lambda: double).nodes()
+    assert {n.key_file for n in logged_in} == {key}
 
 
 @pytest.mark.parametrize(("value", "problem"), [

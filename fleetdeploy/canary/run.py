@@ -79,15 +79,24 @@ def run_canary(api: OrchestratorApi, settings: CanarySettings, targets: list[Can
             progress(target.node, "failed", "not submitted")
             continue
         job_id = str(answer.get("JobID") or "")
+        if not job_id:
+            results[target.node] = NodeCanary(target.node, "", False, False, None, None,
+                                              "not submitted: the orchestrator answered without a JobID")
+            progress(target.node, "failed", "not submitted")
+            continue
         submitted[target.node] = (job_id, clock())
         progress(target.node, "running", f"job {job_id}")
     deadline = clock() + settings.timeout_s
+    last: dict[str, tuple[str, str]] = {}  # node -> the job's state and message when last read
     while submitted:
         for node, (job_id, started) in list(submitted.items()):
+            if clock() >= deadline:
+                break  # a slow API must not stretch the wait by a request per node
             try:
                 state, message = _job_state(api, job_id)
             except OrchestratorApiError as exc:
-                state, message = "", str(exc)
+                state, message = "unknown", str(exc)
+            last[node] = (state, message)
             if state in TERMINAL_JOB_STATES:
                 results[node] = _finished(api, node, job_id, state, message, clock() - started, settings.max_age_s)
                 del submitted[node]
@@ -96,10 +105,7 @@ def run_canary(api: OrchestratorApi, settings: CanarySettings, targets: list[Can
             break
         sleep(POLL_INTERVAL_S)
     for node, (job_id, _) in submitted.items():
-        try:
-            state, message = _job_state(api, job_id)
-        except OrchestratorApiError as exc:
-            state, message = "unknown", str(exc)
+        state, message = last.get(node, ("not read", ""))
         why = f"did not finish within {settings.timeout_s:g} s (job {state}" + (f": {message})" if message else ")")
         results[node] = NodeCanary(node, job_id, False, False, None, None, why)
         progress(node, "failed", "timed out")

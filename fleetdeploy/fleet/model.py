@@ -375,8 +375,14 @@ def load_fleet_for_teardown(path: str | Path) -> tuple[Fleet, str]:
         raise InputError(f"{path}: {one_line(exc, FleetIdentity)}") from None
     raw = data.get("orchestrator")
     endpoint = LOCAL if isinstance(raw, dict) and raw.get("endpoint") == LOCAL else ""
+    # Where the fleet's state is kept names its machines too: torn down against another API server, a team's
+    # fleet would look gone and keep running.
+    try:
+        skypilot = SkyPilotSpec.model_validate(data.get("skypilot") or {})
+    except ValidationError as exc:
+        raise InputError(f"{path}: skypilot.{one_line(exc, SkyPilotSpec)}") from None
     fleet = Fleet.model_construct(name=identity.name, provider=identity.provider, regions=identity.regions,
-                                  orchestrator=OrchestratorSpec.model_construct(endpoint=endpoint))
+                                  orchestrator=OrchestratorSpec.model_construct(endpoint=endpoint), skypilot=skypilot)
     return fleet, problem
 
 

@@ -18,6 +18,8 @@ class SkyPilotSpec(StrictModel):
     def _api_server(cls, value: str | None) -> str | None:
         if value is None:
             return None
+        if value.strip() == "local":
+            raise ValueError("must be the server's URL (http(s)://host[:port]); leave it out for a local server")
         if "@" in value:
             # A URL's user:password would sit in the fleet file and every process list: SkyPilot's login keeps them.
             raise ValueError("must not contain credentials: run `sky api login -e URL` once on this machine instead")

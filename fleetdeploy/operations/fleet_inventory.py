@@ -58,7 +58,7 @@ def nodes_in(inventory: Path) -> list[Node]:
                     region=str(values["fleet_region"]), zone=None if zone is None else str(zone),
                     host=str(values["ansible_host"]), port=int(str(values["ansible_port"])),
                     user=str(values["ansible_user"]), key_file=str(values["ansible_ssh_private_key_file"]),
-                    spot=bool(values["fleet_spot"]),
+                    spot=bool(values["fleet_spot"]), cloud=str(values.get("fleet_cloud") or "aws"),
                 ))
     return nodes
 

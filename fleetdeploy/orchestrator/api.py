@@ -7,6 +7,7 @@ raises anything but OrchestratorApiError, whose message is one line and never ho
 
 from __future__ import annotations
 
+import http.client
 import json
 import urllib.error
 import urllib.request
@@ -176,6 +177,8 @@ class OrchestratorApi:
             raise OrchestratorApiError(f"{where} did not answer within {self.timeout_s:g} s") from None
         except OSError as exc:
             raise OrchestratorApiError(f"{where} unreachable: {exc.strerror or exc}") from None
+        except http.client.HTTPException as exc:  # not HTTP at all (e.g. the NATS port), or cut short
+            raise OrchestratorApiError(f"{where} did not answer in HTTP ({type(exc).__name__})") from None
         try:
             return json.loads(raw)
         except ValueError as exc:

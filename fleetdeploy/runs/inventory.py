@@ -96,7 +96,8 @@ def _digest(fleet: Fleet, variables: JSONMapping, roles_digest: str) -> str:
     secrets = [Path(fleet.orchestrator.token_file)]
     if fleet.aws_credentials is not None:
         secrets.append(Path(fleet.aws_credentials.file))
-    archives = [Path(p) for p in (fleet.images.bacalhau_archive, fleet.images.sensor_archive) if p is not None]
+    archives = [Path(p) for p in (fleet.images.bacalhau_archive, fleet.images.sensor_archive, fleet.canary.archive)
+                if p is not None]
     return config_digest(variables, roles_digest, secrets, archives)
 
 

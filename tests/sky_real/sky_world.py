@@ -37,6 +37,8 @@ IMAGES = ("localhost/fleet-node:trixie", "localhost/bacalhau-double:test", "loca
 CATALOG_HEADER = ("InstanceType,AcceleratorName,AcceleratorCount,vCPUs,MemoryGiB,GpuInfo,Price,SpotPrice,Region,"
                   "AvailabilityZone,Arch,LocalDiskType,NVMeSupported,LocalDiskSize,LocalDiskCount,"
                   "MaximumEfaInterfaces")
+AZURE_CATALOG_HEADER = ("InstanceType,AcceleratorName,AcceleratorCount,vCPUs,MemoryGiB,GpuInfo,Price,SpotPrice,Region,"
+                        "Generation")
 # region -> (zone name for the records, zone ID for the catalog: without AWS, SkyPilot cannot map IDs to names)
 ZONES = {"us-east-1": ("us-east-1a", "use1-az1"), "us-east-2": ("us-east-2a", "use2-az1"),
          "us-west-2": ("us-west-2a", "usw2-az1")}
@@ -89,12 +91,14 @@ def write_catalog(home: Path) -> None:
         "aws": [f"t3.medium,,,2.0,4.0,,0.0416,0.0125,{region},{zone_id},x86_64,,,,,0"
                 for region, (_, zone_id) in ZONES.items()],
         "gcp": [f"e2-medium,,,2.0,4.0,,0.0335,0.0101,{GCP_REGION},{GCP_REGION}-{z},x86_64,,,,,0" for z in "ab"],
-        "azure": [f"Standard_B2s,,,2.0,4.0,,0.0416,0.0083,{AZURE_REGION},,x86_64,,,,,0"],
+        "azure": [f"Standard_B2s,,,2.0,4.0,,0.0416,0.0083,{AZURE_REGION},V2"],
     }
     for cloud, lines in rows.items():
         path = home / ".sky" / "catalogs" / "v8" / cloud / "vms.csv"
         path.parent.mkdir(parents=True)
-        path.write_text("\n".join([CATALOG_HEADER, *lines]) + "\n")
+        # Azure's catalog has columns of its own, without AvailabilityZone (fetch_azure.py's USEFUL_COLUMNS).
+        header = AZURE_CATALOG_HEADER if cloud == "azure" else CATALOG_HEADER
+        path.write_text("\n".join([header, *lines]) + "\n")
 
 
 def api_server_processes(port: int) -> list[psutil.Process]:

@@ -16,7 +16,8 @@ from fleetdeploy.fleet.clouds import CloudName, rules
 from fleetdeploy.fleet.model import Fleet
 from fleetdeploy.providers.skypilot.pricing import catalog_file
 
-_COLUMNS = frozenset({"InstanceType", "Region", "AvailabilityZone"})
+# Azure's vms.csv has no AvailabilityZone column (fetch_azure.py's USEFUL_COLUMNS): zones are optional.
+_COLUMNS = frozenset({"InstanceType", "Region"})
 
 
 @dataclass
@@ -39,7 +40,7 @@ def read_view(path: Path, zone_names: bool) -> CatalogView:
             if not region or not row["InstanceType"]:
                 continue
             view.types.setdefault(region, set()).add(row["InstanceType"])
-            zone = row["AvailabilityZone"] or ""
+            zone = row.get("AvailabilityZone") or ""
             if zone_names and zone:
                 view.zones.setdefault(region, set()).add(zone)
     return view

@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 import os
 from collections import deque
-from collections.abc import Callable, Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -52,8 +52,8 @@ API_SERVER_ENV = "SKYPILOT_API_SERVER_ENDPOINT"  # sky.skylet.constants.SKY_API_
 
 def load_sky(project_config: Path, api_server: str | None = None) -> Any:
     """Import the SkyPilot SDK: usage collection off and our project config in place first (both read at import).
-    `api_server` (the fleet file's skypilot.api_server) wins over the environment's endpoint: SkyPilot's client
-    reads SKYPILOT_API_SERVER_ENDPOINT at every call."""
+    `api_server` (the fleet file's skypilot.api_server) wins over the environment's endpoint, set before the first
+    SDK call (SkyPilot's client caches the server URL it finds then, for the life of the process)."""
     os.environ["SKYPILOT_DISABLE_USAGE_COLLECTION"] = "1"
     if api_server:
         os.environ[API_SERVER_ENV] = api_server
@@ -91,11 +91,15 @@ class SkyPilotProvider:
         with captured_fds(sink or self._notice):
             yield self._load()
 
-    def _remote_keys(self) -> Path | None:
-        """Where the keys a remote API server sends are kept (None: a local server's key paths are this machine's).
-        A server named by skypilot.api_server or SKYPILOT_API_SERVER_ENDPOINT counts as remote: its files are not
-        ours to read, even when it runs on this machine for another user."""
-        return self._key_store if self._fleet.skypilot.api_server or os.environ.get(API_SERVER_ENV) else None
+    def _nodes(self, records: dict[str, Any], names: Iterable[str]) -> list[Node]:
+        return nodes_from_status((records[name] for name in names if name in records), self._key_store,
+                                 self._named_server())
+
+    def _named_server(self) -> bool:
+        """A server named by skypilot.api_server or SKYPILOT_API_SERVER_ENDPOINT counts as remote: its files are not
+        ours to read, even when it runs on this machine for another user. (One named only by `sky api login` is
+        found out by its key path, which is not readable here.)"""
+        return bool(self._fleet.skypilot.api_server or os.environ.get(API_SERVER_ENV))
 
     def _names(self) -> dict[str, str]:
         return {self._fleet.cluster_name(region): region for region in sorted(self._fleet.regions)}
@@ -189,7 +193,7 @@ class SkyPilotProvider:
             in_flight, in_flight_error = self._launches_in_flight(sky, names)
         actions = {name: decide(records.get(name), self._fleet.regions[region].count)
                    for name, region in names.items()}
-        nodes = nodes_from_status((records[name] for name in names if name in records), self._remote_keys())
+        nodes = self._nodes(records, names)
         return Survey(actions, nodes, in_flight, "; ".join(e for e in (error, in_flight_error) if e))
 
     def _launches_in_flight(self, sky: Any, names: dict[str, str]) -> tuple[frozenset[str], str]:
@@ -279,7 +283,7 @@ class SkyPilotProvider:
                 records = self._records(sky, names, credentials=True)
             except Exception as exc:  # noqa: BLE001
                 raise FleetError(f"cannot read cluster status from SkyPilot: {self._describe(sky, exc)}") from None
-        return nodes_from_status((records[name] for name in names if name in records), self._remote_keys())
+        return self._nodes(records, names)
 
     def down(self, progress: ProgressCallback) -> list[ClusterOutcome]:
         """Tear down this fleet's clusters (and only those); a missing cluster is not an error."""

@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from fleetdeploy.errors import FleetError
 from fleetdeploy.private_files import write_private
 from fleetdeploy.providers.base import ActionKind, ClusterAction, Node
 
@@ -34,7 +35,7 @@ def _instance_ids(handle: Any) -> dict[tuple[str, int], str]:
     return found
 
 
-def nodes_from_status(records: Iterable[Any], key_store: Path | None = None) -> list[Node]:
+def nodes_from_status(records: Iterable[Any], key_store: Path | None = None, remote: bool = False) -> list[Node]:
     """Map SkyPilot status records (with credentials) to Nodes: UP and INIT clusters, nodes with an IP only.
 
     An INIT cluster has lost nodes (partial spot preemption) or is still being launched: its surviving nodes are
@@ -55,8 +56,9 @@ def nodes_from_status(records: Iterable[Any], key_store: Path | None = None) -> 
         # On AWS handle.ssh_user is None; the credentials carry the real user.
         user = credentials.get("ssh_user") or handle.ssh_user
         key = credentials.get("ssh_private_key")
-        if key_store is not None and key:
-            # A remote API server's key path is on the server: the record also carries the key, kept here 0600.
+        if key_store is not None and key and (remote or not os.access(os.path.expanduser(key), os.R_OK)):
+            # A remote API server's key path is on the server (whichever way it was named: the fleet file, the
+            # environment, `sky api login`): the record also carries the key, kept here 0600.
             key = _keep_key(key_store, credentials.get("ssh_private_key_content"))
         if not user or not key:
             # One cluster without credentials must not hide the others' nodes; it shows as short in `status`.
@@ -91,8 +93,11 @@ def _keep_key(key_store: Path, content: object) -> str | None:
     if not isinstance(content, str) or not content.strip():
         return None
     path = key_store / f"sky-key-{hashlib.sha256(content.encode()).hexdigest()[:16]}"
-    if not path.is_file() or path.read_text(encoding="utf-8") != content:
-        write_private(path, content)
+    try:
+        if not path.is_file() or path.read_text(encoding="utf-8") != content:
+            write_private(path, content)
+    except OSError as exc:
+        raise FleetError(f"cannot keep the SSH key SkyPilot sent in {key_store}: {exc.strerror or exc}") from None
     return str(path)
 
 
