@@ -549,3 +549,17 @@ def test_the_skypilot_section_is_the_skypilot_providers(fleet_dir: Path) -> None
     typo = mutate(_set("skypilot", {"api_sever": "https://sky.example.com"}))
     with pytest.raises(InputError, match="skypilot.api_sever"):
         load_fleet(write(fleet_dir, typo))
+
+
+def test_teardown_keeps_the_api_server_that_holds_the_fleet(fleet_dir: Path) -> None:
+    """down reads a broken fleet file for what names its machines: where their state is kept is part of that."""
+    from fleetdeploy.fleet.model import load_fleet_for_teardown
+
+    data = mutate(_set("skypilot", {"api_server": "https://sky.example.com"}))
+    data["bacalhau"] = {"version": "v1.5.0"}  # refused by load_fleet
+    fleet, problem = load_fleet_for_teardown(write(fleet_dir, data))
+    assert "bacalhau.version" in problem and fleet.skypilot.api_server == "https://sky.example.com"
+    data["skypilot"] = {"api_server": "https://root:pw@sky.example.com"}
+    with pytest.raises(InputError, match="skypilot.api_server: must not contain credentials"):
+        load_fleet_for_teardown(write(fleet_dir, data))
+    assert load_fleet_for_teardown(write(fleet_dir, mutate(lambda d: None)))[0].skypilot.api_server is None
