@@ -16,7 +16,14 @@ import pytest
 
 from fleetdeploy.jsondoc import JSONObject
 from fleetdeploy.providers.base import Node
-from fleetdeploy.runs.exchange import Exchanges, convergence_rule, node_script, parse_answer
+from fleetdeploy.runs.exchange import (
+    Exchanges,
+    control_path,
+    convergence_rule,
+    exchange_argv,
+    node_script,
+    parse_answer,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "playbooks" / "module_utils"))
@@ -160,3 +167,14 @@ def test_each_answer_is_heard_as_it_arrives(tmp_path: Path) -> None:
         nodes, lambda name, got: heard.append(name))
     assert heard == ["fast", "slow"] and list(answers) == ["slow", "fast"]
     assert all(a.facts == {"fleet_report_not_configured": True} for a in answers.values())
+
+
+def test_the_masters_socket_path_fits_under_a_deep_home() -> None:
+    """Found in tests/sky_real (HOME under pytest's tmp dir): ssh's %C (40 characters) plus the 17 ssh adds while
+    creating the socket passed the 107 bytes a socket path may hold, and every node was unreachable."""
+    deep = Path("/tmp/pytest-of-root/pytest-178/sky-real0/home/.ansible/cp")
+    paths = {control_path(dataclasses.replace(NODE, instance_id=f"i-{n}", port=2200 + n), deep) for n in range(50)}
+    assert len(paths) == 50  # one master per node
+    assert all(len(p) + 17 <= 107 for p in paths), max(paths, key=len)
+    argv = exchange_argv(NODE, Path("/k/known_hosts"), deep)
+    assert f"ControlPath={control_path(NODE, deep)}" in argv

@@ -14,6 +14,7 @@ own status file, as cron's runs do.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shlex
@@ -179,13 +180,21 @@ def _kill(process: subprocess.Popen[bytes]) -> None:
         pass  # already gone
 
 
+def control_path(node: Node, control_dir: Path) -> str:
+    """A short socket path per node, as Ansible makes its own (a 10-character hash): ssh's %C is 40 characters, and
+    with the 17 ssh adds while it creates the socket, a deep HOME would pass the 107 bytes a socket path may have."""
+    digest = hashlib.sha256(f"{node.user}@{node.host}:{node.port}/{node.instance_id}".encode()).hexdigest()[:10]
+    return f"{control_dir}/fx-{digest}"
+
+
 def exchange_argv(node: Node, known_hosts: Path, control_dir: Path) -> list[str]:
     """ssh to the node (host key pinned as for every other connection), a root shell reading its script.
     `control_dir` must exist (Exchanges' caller makes it once)."""
     argv = ssh_argv(node.key_file, node.host, node.port, "sudo", "-n", "/bin/sh", "-s", alias=node.instance_id,
                     known_hosts=known_hosts, user=node.user, batch=True)
     # A master per node outlives the tick (as Ansible's do), so the next tick costs no key exchange.
-    multiplex = ["-o", "ControlMaster=auto", "-o", "ControlPersist=120s", "-o", f"ControlPath={control_dir}/%C",
+    multiplex = ["-o", "ControlMaster=auto", "-o", "ControlPersist=120s",
+                 "-o", f"ControlPath={control_path(node, control_dir)}",
                  "-o", "ServerAliveInterval=15", "-o", f"ConnectTimeout={CONNECT_TIMEOUT_S}"]
     return [argv[0], *multiplex, *argv[1:]]
 
