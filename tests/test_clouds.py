@@ -71,15 +71,6 @@ def seed_catalogs(home: Path, clouds: tuple[str, ...] = ("aws", "gcp", "azure"))
         path.write_text("\n".join([header, *lines]) + "\n")
 
 
-@pytest.fixture()
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    home = tmp_path / "home"
-    home.mkdir()
-    monkeypatch.setenv("HOME", str(home))
-    monkeypatch.delenv("SKY_RUNTIME_DIR", raising=False)
-    return home
-
-
 def _error(path: Path) -> str:
     with pytest.raises(InputError) as info:
         load_fleet(path)

@@ -64,15 +64,6 @@ def catalog_text(rows: list[tuple[str, str, str, str, str]] = ROWS) -> str:
     return "\n".join([HEADER, *lines]) + "\n"
 
 
-@pytest.fixture()
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    home = tmp_path / "home"
-    home.mkdir()
-    monkeypatch.setenv("HOME", str(home))
-    monkeypatch.delenv("SKY_RUNTIME_DIR", raising=False)
-    return home
-
-
 def place_catalog(home: Path, content: bytes | None = None) -> Path:
     path = home / ".sky" / "catalogs" / "v8" / "aws" / "vms.csv"
     path.parent.mkdir(parents=True, exist_ok=True)

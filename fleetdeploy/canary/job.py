@@ -14,9 +14,7 @@ from dataclasses import dataclass
 
 from fleetdeploy.jsondoc import JSONObject
 
-# Where the bacalhau role lets jobs read the sensor's data (bacalhau_sensor_data_dir) and what the sensor role
-# names its database there; a fleet's role_vars may move the directory.
-SENSOR_DATA_DIR = "/opt/sensor/data"
+# What the sensor role names its database in the data directory (its vars/main.yml, database.path).
 SENSOR_DATABASE = "sensor_data.db"
 JOB_DATA_MOUNT = "/sensor-data"
 CANARY_LABEL = "fleetdeploy-canary"

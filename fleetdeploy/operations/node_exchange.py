@@ -18,14 +18,14 @@ def ask_nodes(ctx: Context, names: dict[str, Node], convergence: bool = True,
     known_hosts = ctx.inventory.known_hosts
     CONTROL_DIR.mkdir(parents=True, exist_ok=True, mode=0o700)
     script = node_script(ctx.inventory.config_digest(), convergence_rule() if convergence else None)
+    answers: dict[str, ExchangeResult] = {}
 
     def answered(name: str, got: ExchangeResult) -> None:
         if refused(got):
             got = ExchangeResult(unreachable=True, message=refused_message(name, names[name].instance_id, known_hosts))
-        answers_seen[name] = got
+        answers[name] = got
         if done is not None:
             done(name, got)
 
-    answers_seen: dict[str, ExchangeResult] = {}
     Exchanges(lambda node: exchange_argv(node, known_hosts, CONTROL_DIR), script).run(names, answered)
-    return {name: answers_seen[name] for name in names}
+    return {name: answers[name] for name in names}

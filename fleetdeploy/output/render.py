@@ -18,6 +18,7 @@ from fleetdeploy.orchestrator.join import JoinResult
 from fleetdeploy.output.plain import cost_text
 from fleetdeploy.output.progress import print_table, styled
 from fleetdeploy.output.results import (
+    CanaryResult,
     ConfigureResult,
     CostResult,
     DownResult,
@@ -217,6 +218,16 @@ def _inventory(console: Console, result: InventoryResult) -> None:
     _plain(console, f"inventory: {result.path} ({result.nodes} nodes)")
 
 
+def _canary(console: Console, result: CanaryResult) -> None:
+    rows = [(n.node, styled("ok" if n.ok else "failed"), "yes" if n.ran else "no", "yes" if n.right else "no",
+             "-" if n.rows is None else n.rows, "-" if n.seconds is None else f"{n.seconds:.1f} s", n.reason)
+            for n in result.nodes]
+    print_table(console, f"Canary ({result.image}, {result.seconds:.1f} s)",
+                ("node", "result", "ran", "output right", "rows", "took", "why not"), rows)
+    passed = sum(1 for n in result.nodes if n.ok)
+    _plain(console, f"canary: {passed}/{len(result.nodes)} node(s) ran the job and answered right")
+
+
 _TABLES: dict[type, Any] = {
     ConfigureResult: _configure,
     HealthResult: _health,
@@ -227,5 +238,6 @@ _TABLES: dict[type, Any] = {
     InventoryResult: _inventory,
     ExecResult: _exec,
     CostResult: _cost,
+    CanaryResult: _canary,
     DownResult: lambda console, result: _outcomes(console, result.clusters),
 }

@@ -11,6 +11,7 @@ import dataclasses
 import enum
 from dataclasses import dataclass, field
 
+from fleetdeploy.canary.run import NodeCanary
 from fleetdeploy.health.verdict import Health, HealthResult
 from fleetdeploy.jsondoc import JSON
 from fleetdeploy.orchestrator.api import OrchestratorView
@@ -227,6 +228,18 @@ class DownResult:
     @property
     def ok(self) -> bool:
         return all(c.ok for c in self.clusters)
+
+
+@dataclass
+class CanaryResult:
+    fleet: str
+    image: str
+    seconds: float
+    nodes: list[NodeCanary]
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.nodes) and all(n.ok for n in self.nodes)
 
 
 def to_json(result: object) -> JSON:
