@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from fleetdeploy.errors import FleetError, InputError, Terminated
+from fleetdeploy.fleet.configure_spec import ConfigureMode
 from fleetdeploy.operations.options import (
     DEFAULT_BATCH,
     DEFAULT_COST_DAYS,
@@ -92,6 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--reconfigure-all", action="store_true",
                     help="run the roles on every node, converged or not")
     up.add_argument("--skip-health", action="store_true", help="don't run the health check at the end")
+    _configure_mode(up)
     _join_timeout(up)
 
     command("plan", "show what up would do per cluster, the candidates, prices and rendered tasks",
@@ -118,6 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
     configure.add_argument("--max-unhealthy", type=int, metavar="N",
                            help="with --rolling: unhealthy nodes tolerated before the roll stops "
                                 "(default: the fleet file's rolling.max_unhealthy, else 0)")
+    _configure_mode(configure)
     _join_timeout(configure)
 
     health = command("health", "run the health check on every node and print the fleet table",
@@ -207,6 +210,17 @@ def _join_timeout(parser: argparse.ArgumentParser) -> None:
                              f"as CONNECTED (default {DEFAULT_JOIN_TIMEOUT_S:g})")
 
 
+def _configure_mode(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--configure-mode", choices=[m.value for m in ConfigureMode], metavar="controller|node",
+                        help="controller: ansible-playbook here runs every task over SSH; node: each node runs the "
+                             "roles itself from a bundle sent over one SSH session (default: the fleet file's "
+                             "configure.mode, else node)")
+
+
+def _mode(value: str | None) -> ConfigureMode | None:
+    return None if value is None else ConfigureMode(value)
+
+
 def usage_with_commands(parser: argparse.ArgumentParser) -> str:
     """The usage line and the command list: what `deploy.py` alone prints."""
     lines = [parser.format_usage().rstrip(), "", "commands:"]
@@ -222,7 +236,8 @@ def options(args: argparse.Namespace) -> tuple[GlobalOptions, CommandOptions]:
     common = GlobalOptions(fleet_file=args.fleet, local=args.local, output=OutputFormat(args.output))
     command: CommandOptions
     if args.command == "up":
-        command = UpOptions(args.reconfigure_all, args.skip_health, args.join_timeout, args.lock_wait)
+        command = UpOptions(args.reconfigure_all, args.skip_health, args.join_timeout, args.lock_wait,
+                            _mode(args.configure_mode))
     elif args.command == "plan":
         command = PlanOptions()
     elif args.command == "status":
@@ -234,7 +249,7 @@ def options(args: argparse.Namespace) -> tuple[GlobalOptions, CommandOptions]:
                     raise InputError(f"{option} is only used with --rolling")
         rolling = RollingOptions(args.batch, args.max_unhealthy) if args.rolling else None
         command = ConfigureOptions(args.check, args.full, tuple(args.limit), rolling, args.join_timeout,
-                                   args.lock_wait)
+                                   args.lock_wait, _mode(args.configure_mode))
     elif args.command == "health":
         command = HealthOptions(tuple(args.limit))
     elif args.command == "ssh":

@@ -57,4 +57,7 @@ if ! wait "${pip_pid}"; then
 fi
 trap - EXIT INT TERM
 [ "${images_status}" = 0 ] || { echo "setup: building the images failed" >&2; exit "${images_status}"; }
+# The ansible-core wheels nodes run in configure.mode: node (fetched once here, so nodes need no internet).
+.venv/bin/python -m fleetdeploy.nodelocal.wheels >/dev/null \
+  || { echo "setup: fetching the nodes' ansible-core wheels failed" >&2; exit 1; }
 echo "setup: done"

@@ -13,7 +13,7 @@ from fleetdeploy.health.verdict import Health, HealthResult, NodeHealth
 from fleetdeploy.operations.steps import _mark_incomplete, node_runs
 from fleetdeploy.output.render import show
 from fleetdeploy.output.results import ConfigureResult
-from fleetdeploy.runs.runner import NodeState, RunResult, _EventCollector
+from fleetdeploy.runs.runner import NodeState, RunResult, EventCollector
 
 
 class Board:
@@ -33,7 +33,7 @@ def event(kind: str, host: str, task: str = "t", **res: Any) -> dict[str, Any]:
 
 def test_the_collector_turns_events_into_per_host_results() -> None:
     board = Board()
-    collect = _EventCollector(board)
+    collect = EventCollector(board)
     collect(event("runner_on_start", "n1", "Write the config"))
     collect(event("runner_on_ok", "n1", "Write the config", changed=True,
                   diff={"before": "a\n", "after": "b\n", "before_header": "/etc/x"}))
@@ -57,7 +57,7 @@ def test_the_collector_turns_events_into_per_host_results() -> None:
 
 
 def test_a_no_log_failure_says_so_and_a_traceback_gives_its_last_line() -> None:
-    collect = _EventCollector(Board())
+    collect = EventCollector(Board())
     collect(event("runner_on_failed", "n1", "Install the token", censored="the output has been hidden"))
     collect(event("runner_on_failed", "n2", "Run", module_stderr="Traceback (most recent call last):\n  File x\n"
                   "ValueError: bad thing"))
@@ -67,7 +67,7 @@ def test_a_no_log_failure_says_so_and_a_traceback_gives_its_last_line() -> None:
 
 
 def test_a_node_that_neither_finished_nor_was_skipped_is_not_converged() -> None:
-    collect = _EventCollector(Board())
+    collect = EventCollector(Board())
     collect(event("runner_on_ok", "done", ansible_facts={"fleet_report_complete": True}))
     collect(event("runner_on_ok", "skipped", ansible_facts={"fleet_report_converged": True}))
     collect(event("runner_on_ok", "cut", "Install docker"))

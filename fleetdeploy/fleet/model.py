@@ -14,6 +14,7 @@ from fleetdeploy.errors import InputError
 from fleetdeploy.fleet.canary_spec import CanarySpec
 from fleetdeploy.fleet.clouds import CloudName
 from fleetdeploy.fleet.clouds import rules as cloud_rules
+from fleetdeploy.fleet.configure_spec import ConfigureSpec
 from fleetdeploy.fleet.files import check_readable_file, resolve_path
 from fleetdeploy.fleet.fleetfile import KeyPathError as _At
 from fleetdeploy.fleet.fleetfile import one_line, read_mapping
@@ -238,6 +239,7 @@ class Fleet(FleetIdentity):
     local: LocalSpec = Field(default_factory=LocalSpec)
     watch: WatchSpec = Field(default_factory=WatchSpec)
     rolling: RollingSpec = Field(default_factory=RollingSpec)
+    configure: ConfigureSpec = Field(default_factory=ConfigureSpec)
     canary: CanarySpec = Field(default_factory=CanarySpec)
     skypilot: SkyPilotSpec = Field(default_factory=SkyPilotSpec)
     # Overrides of role variables (roles/*/meta/argument_specs.yml), e.g. bacalhau_heartbeat_interval: 30s.

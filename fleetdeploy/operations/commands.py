@@ -145,7 +145,8 @@ def _up(ctx: Context, options: UpOptions) -> int:
         raise FleetError("no node came up; see the cluster table above")
     # Every node that is not converged is configured: new nodes, nodes whose last run failed or was cut short,
     # nodes adopted from an earlier run, and all of them after the roles or the fleet file changed.
-    configured = configure_nodes(ctx, nodes, None, check=False, full=options.reconfigure_all)
+    configured = configure_nodes(ctx, nodes, None, check=False, full=options.reconfigure_all,
+                                 mode=options.configure_mode)
     joined = wait_for_nodes(ctx, [n.node for n in configured.nodes if n.state.ok], options.join_timeout)
     health = None if options.skip_health else health_of(ctx, nodes)
     result = UpResult(outcomes, str(ctx.inventory.path), configured, health, joined)
@@ -237,7 +238,7 @@ def _configure(ctx: Context, options: ConfigureOptions) -> int:
         if options.check and rolled.drift is not None:
             return check_exit_code(rolled.drift)
         return 0 if rolled.ok else 1
-    result = configure_nodes(ctx, nodes, limit, check=options.check, full=options.full)
+    result = configure_nodes(ctx, nodes, limit, check=options.check, full=options.full, mode=options.configure_mode)
     show(ctx.console, result, ctx.output)
     return check_exit_code(result) if options.check else (0 if result.ok else 1)
 

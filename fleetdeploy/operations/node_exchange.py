@@ -12,12 +12,14 @@ from fleetdeploy.runs.ssh import CONTROL_DIR, refused_message
 
 
 def ask_nodes(ctx: Context, names: dict[str, Node], convergence: bool = True,
-              done: Callable[[str, ExchangeResult], None] | None = None) -> dict[str, ExchangeResult]:
-    """Every node's exchange at once (with its convergence probe unless `convergence` is False); a node whose host
-    key changed says so in one line, as Ansible runs do. `done` hears each node's answer as it arrives."""
+              done: Callable[[str, ExchangeResult], None] | None = None, health: bool = True,
+              ) -> dict[str, ExchangeResult]:
+    """Every node's exchange at once (with its convergence probe unless `convergence` is False, and its health
+    check unless `health` is False); a node whose host key changed says so in one line, as Ansible runs do. `done`
+    hears each node's answer as it arrives."""
     known_hosts = ctx.inventory.known_hosts
     CONTROL_DIR.mkdir(parents=True, exist_ok=True, mode=0o700)
-    script = node_script(ctx.inventory.config_digest(), convergence_rule() if convergence else None)
+    script = node_script(ctx.inventory.config_digest(), convergence_rule() if convergence else None, health=health)
     answers: dict[str, ExchangeResult] = {}
 
     def answered(name: str, got: ExchangeResult) -> None:

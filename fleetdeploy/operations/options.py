@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fleetdeploy.errors import InputError
+from fleetdeploy.fleet.configure_spec import ConfigureMode
 from fleetdeploy.fleet.rolling_spec import DEFAULT_BATCH as DEFAULT_BATCH
 from fleetdeploy.fleet.rolling_spec import RollingSpec, batch_shape
 
@@ -63,6 +64,7 @@ class UpOptions:
     skip_health: bool = False
     join_timeout: float = DEFAULT_JOIN_TIMEOUT_S
     lock_wait: float = DEFAULT_LOCK_WAIT_S
+    configure_mode: ConfigureMode | None = None  # None: the fleet file's configure.mode
 
     def __post_init__(self) -> None:
         _join_timeout(self.join_timeout)
@@ -106,6 +108,7 @@ class ConfigureOptions:
     rolling: RollingOptions | None = None
     join_timeout: float = DEFAULT_JOIN_TIMEOUT_S
     lock_wait: float = DEFAULT_LOCK_WAIT_S
+    configure_mode: ConfigureMode | None = None  # None: the fleet file's configure.mode
 
     def __post_init__(self) -> None:
         _join_timeout(self.join_timeout)

@@ -31,13 +31,14 @@ def configure_rolling(ctx: Context, nodes: list[Node], limit: list[Node] | None,
 
     if options.check:
         # The plan: the batches, what would change on each node, and what each node runs now.
-        drift = configure_nodes(ctx, nodes, chosen, check=True, full=options.full)
+        drift = configure_nodes(ctx, nodes, chosen, check=True, full=options.full, mode=options.configure_mode)
         now = health_of(ctx, nodes, chosen)
         return RollingResult(True, size, max_unhealthy, [], batches, drift, _versions(now))
 
     def configure(names: list[str]) -> ConfigureResult:
         # Converged nodes (stamp holds) end at once: a re-run after a stop or Ctrl-C continues where it was.
-        return configure_nodes(ctx, nodes, [by_name[n] for n in names], check=False, full=options.full)
+        return configure_nodes(ctx, nodes, [by_name[n] for n in names], check=False, full=options.full,
+                               mode=options.configure_mode)
 
     def gate(names: list[str]) -> tuple[JoinResult | None, HealthResult | None]:
         joined = wait_for_nodes(ctx, names, options.join_timeout)

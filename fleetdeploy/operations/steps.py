@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 
+from fleetdeploy.fleet.configure_spec import ConfigureMode
 from fleetdeploy.health.verdict import HealthResult, NodeReport, judge
 from fleetdeploy.operations.context import Context
 from fleetdeploy.operations.node_exchange import ask_nodes
@@ -30,6 +31,28 @@ def ansible_run(ctx: Context, title: str, targets: list[str], **kwargs: object) 
     return result
 
 
+def node_local_run(ctx: Context, title: str, nodes: dict[str, Node], check: bool,
+                   extra_vars: dict[str, bool | int | str]) -> RunResult:
+    """site.yml run by each node itself (nodelocal/), shown and logged as a controller-side run is.
+
+    Unless the run is --full, each node is first asked site.yml's own convergence probe over the exchange (the
+    same code and rule as its first task): a node whose stamp holds ends there, as it would after that task, and
+    only the others get the bundle and run ansible-playbook (whose first task asks the probe again)."""
+    from fleetdeploy.nodelocal.run import run_on_nodes  # only node-mode runs build and send the bundle
+
+    with RunLog.open(ctx.fleet.name, title) as log, ProgressBoard(ctx.progress_console, title, list(nodes)) as board:
+        verdicts: dict[str, ExchangeResult] = {}
+        if not extra_vars.get("fleet_full_run"):
+            def probed(name: str, got: ExchangeResult) -> None:
+                board.update(name, "unreachable" if got.unreachable else "running", got.message or "probed")
+
+            verdicts = ask_nodes(ctx, nodes, convergence=True, health=False, done=probed)
+        result = run_on_nodes(board, ctx.inventory.path, nodes, ctx.inventory.known_hosts, check=check,
+                              extra_vars=extra_vars, run_log=log.path, verdicts=verdicts)
+    result.run_log = str(log.path)
+    return result
+
+
 def node_runs(result: RunResult) -> list[NodeRun]:
     return [NodeRun(node=name, state=r.state, ok=r.ok, changed=r.changed, failed=r.failed, skipped=r.skipped,
                     message=r.message, changed_tasks=r.changed_tasks, diffs=r.diffs, outputs=r.outputs,
@@ -38,14 +61,20 @@ def node_runs(result: RunResult) -> list[NodeRun]:
 
 
 def configure_nodes(ctx: Context, nodes: list[Node], limit: list[Node] | None, check: bool,
-                    full: bool = False) -> ConfigureResult:
-    """Apply site.yml. A node whose convergence stamp still holds (same digest, nothing it records has drifted)
-    ends after one task; with full, every node runs every task."""
+                    full: bool = False, mode: ConfigureMode | None = None) -> ConfigureResult:
+    """Apply site.yml, from the controller or by each node itself (`mode`, else the fleet file's). A node whose
+    convergence stamp still holds (same digest, nothing it records has drifted) ends after one task; with full,
+    every node runs every task."""
     names = [ctx.host(n) for n in (limit if limit is not None else nodes)]
+    title = "Drift check (no changes made)" if check else "Configuring nodes"
     started = time.monotonic()
-    result = ansible_run(ctx, "Drift check (no changes made)" if check else "Configuring nodes", names,
-                         playbook=SITE_PLAYBOOK, limit=names if limit is not None else None, check=check,
-                         extra_vars={"fleet_full_run": full})
+    if (mode or ctx.fleet.configure.configure_mode) is ConfigureMode.NODE:
+        by_name = {ctx.host(n): n for n in (limit if limit is not None else nodes)}
+        result = node_local_run(ctx, title + " (each node runs the roles)", by_name, check=check,
+                                extra_vars={"fleet_full_run": full})
+    else:
+        result = ansible_run(ctx, title, names, playbook=SITE_PLAYBOOK, limit=names if limit is not None else None,
+                             check=check, extra_vars={"fleet_full_run": full})
     seconds = time.monotonic() - started
     if not check:
         _mark_incomplete(result)

@@ -62,9 +62,10 @@ def convergence_rule(path: Path = CONVERGENCE_RULE) -> JSONObject:
     return as_object(yaml.safe_load(path.read_text(encoding="utf-8")))
 
 
-def node_script(digest: str, rule: JSONObject | None, health_script: str = DEFAULT_SCRIPT) -> str:
+def node_script(digest: str, rule: JSONObject | None, health_script: str = DEFAULT_SCRIPT,
+                health: bool = True) -> str:
     """The shell script the node runs as root: the convergence probe (none without a `rule`: `health` asks only
-    for health), then its health check."""
+    for health), then its health check (none without `health`: a node-local configure asks only the probe)."""
     quoted = shlex.quote(health_script)
     if rule is None:
         first = "echo\n"  # no probe: no convergence facts, as when a node's probe cannot run
@@ -76,6 +77,8 @@ def node_script(digest: str, rule: JSONObject | None, health_script: str = DEFAU
         # its half of the answer. The interpreter is the inventory's ansible_python_interpreter, as the
         # fleet_convergence plugin uses.
         first = f"{NODE_PYTHON} - 2>&1 <<'FLEET_PROBE_END'\n{probe}FLEET_PROBE_END\n"
+    if not health:
+        return first + f"echo; echo {_SEPARATOR}\n"
     # The health check gets no stdin: the rest of this script is still arriving there.
     return (first + f"echo; echo {_SEPARATOR}\n"
             f"if [ -x {quoted} ]; then {quoted} --json </dev/null; rc=$?; echo; echo \"{_HEALTH_RC}$rc\"; "

@@ -135,7 +135,7 @@ def render_diff(diff: object) -> str:
     return "\n".join(chunk for chunk in chunks if chunk)
 
 
-class _EventCollector:
+class EventCollector:
     """Turns ansible-runner events into per-host results and live board updates."""
 
     def __init__(self, board: RunObserver, log: TextIO | None = None) -> None:
@@ -143,6 +143,9 @@ class _EventCollector:
         self.log = log
         self.hosts: dict[str, HostResult] = {}
         self.finished = False
+        # Per-host recaps carried by the events themselves (a node-local run's callback sends them; ansible-runner's
+        # come from runner.stats instead): host -> {"ok": n, "changed": n, ...}.
+        self.stats: dict[str, dict[str, int]] = {}
 
     def _host(self, name: str) -> HostResult:
         return self.hosts.setdefault(name, HostResult(host=name))
@@ -155,6 +158,9 @@ class _EventCollector:
             self.log.write(str(event["stdout"]) + "\n")
         if kind == "playbook_on_stats":
             self.finished = True
+            for key, per_host in (data.get("stats") or {}).items():
+                for name, count in per_host.items():
+                    self.stats.setdefault(name, {})[key] = count
         host_name = data.get("host")
         if not host_name or not kind.startswith("runner_"):
             return True
@@ -196,12 +202,15 @@ class _EventCollector:
             host.skipped += 1
         return True
 
-    def finish(self, stats: dict[str, dict[str, int]] | None) -> None:
-        """Take the counts from Ansible's own recap: events of no_log tasks don't say whether they changed."""
+    def finish(self, stats: dict[str, dict[str, int]] | None, only: str | None = None) -> None:
+        """Take the counts from Ansible's own recap: events of no_log tasks don't say whether they changed.
+        `only`: settle that host alone (a node-local run's nodes end one by one)."""
         for key, attribute in (("ok", "ok"), ("changed", "changed"), ("failures", "failed"), ("skipped", "skipped")):
             for name, count in (stats or {}).get(key, {}).items():
                 setattr(self._host(name), attribute, count)
         for name, host in self.hosts.items():
+            if only is not None and name != only:
+                continue
             hidden = host.changed - len(host.changed_tasks)
             if hidden > 0:
                 host.changed_tasks.append(f"{hidden} task(s) whose output is hidden (no_log: they handle secrets)")
@@ -256,7 +265,7 @@ def run_ansible(
     with tempfile.TemporaryDirectory(prefix="fleetdeploy-runner-") as private_dir:
         Path(private_dir).chmod(0o700)
         log = run_log.open("a", encoding="utf-8") if run_log is not None else None
-        collector = _EventCollector(observer, log)
+        collector = EventCollector(observer, log)
         kwargs: dict[str, Any] = dict(
             private_data_dir=private_dir,
             project_dir=str(REPO_ROOT),
