@@ -111,11 +111,19 @@ def stop_when_the_session_ends(stream: IO[bytes], process: subprocess.Popen[byte
     threading.Thread(target=wait, daemon=True).start()
 
 
+def engine_running() -> bool:
+    """Whether the Docker engine runs, asked of systemd: any docker call, even a read, would start a stopped engine
+    through docker.socket, and a drift check must find it stopped (as site.yml's probe does)."""
+    systemctl = shutil.which("systemctl")
+    if systemctl is None or not os.path.isdir("/run/systemd/system"):  # not booted with systemd (sd_booted)
+        return shutil.which("docker") is not None  # and so no socket activation to fear
+    state = subprocess.run([systemctl, "is-active", "--quiet", "docker.service"], stdin=subprocess.DEVNULL,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+    return state.returncode == 0
+
+
 def has_image(image: str) -> bool:
-    docker = shutil.which("docker")
-    if docker is None:
-        return False
-    probe = subprocess.run([docker, "image", "inspect", "--format", "{{.Id}}", image], stdin=subprocess.DEVNULL,
+    probe = subprocess.run(["docker", "image", "inspect", "--format", "{{.Id}}", image], stdin=subprocess.DEVNULL,
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
     return probe.returncode == 0
 
@@ -138,7 +146,10 @@ def extract(stream: IO[bytes], size: int, target: str) -> None:
 def receive_archives(stream: IO[bytes], run_dir: str, archives: list[Archive]) -> None:
     """Ask for the archives whose images this node lacks; write each (or an empty stand-in: the role only loads an
     archive when its image is missing, and then it has the real one)."""
-    needed = [index for index, entry in enumerate(archives) if not all(has_image(i) for i in entry["images"])]
+    # A stopped engine is not asked (nor started): its images are taken as missing, and the archives sent.
+    running = bool(archives) and engine_running()
+    needed = [index for index, entry in enumerate(archives)
+              if not (running and all(has_image(i) for i in entry["images"]))]
     say(NEED + json.dumps(needed))
     for index, entry in enumerate(archives):
         path = os.path.join(run_dir, entry["file"])
