@@ -19,6 +19,7 @@ import pytest
 import yaml
 from local_fleet import REPO, STAMP, Fleet, by_key, docker_out
 
+from fleetdeploy.fleet.configure_spec import ConfigureMode, ConfigureSpec
 from tests.runplay import run_playbook
 
 pytestmark = pytest.mark.e2e
@@ -90,13 +91,13 @@ def _interrupt_during_configure(fleet: Fleet, whole_group: bool) -> subprocess.C
     seen: list[str] = []
     for line in proc.stdout:
         seen.append(line)
-        if "Configuring nodes:" in line:
+        if line.startswith("Configuring nodes"):  # either mode's title
             break
     for line in proc.stdout:
         seen.append(line)
         if ": running" in line:
             break
-    # Past the convergence check and into the roles: a full run over unstamped nodes takes about a minute.
+    # Past the convergence check and into the roles (a run over unstamped nodes takes half a minute or more).
     time.sleep(8)
     if whole_group:
         os.killpg(proc.pid, signal.SIGINT)  # what a terminal does
@@ -106,6 +107,16 @@ def _interrupt_during_configure(fleet: Fleet, whole_group: bool) -> subprocess.C
     result = subprocess.CompletedProcess(argv, proc.returncode, "".join(seen) + out, err)
     fleet.outputs.append(result.stdout + result.stderr)
     return result
+
+
+def _node_runs_left(containers: list[str]) -> list[str]:
+    return [c for c in containers
+            if docker_out("exec", c, "sh", "-c", "ls -d /var/lib/fleetdeploy/run-* 2>/dev/null || true").strip()]
+
+
+def _node_playbooks_left() -> str:
+    # The nodes' processes show in this machine's process table (containers share its kernel).
+    return subprocess.run(["pgrep", "-af", "/var/lib/fleetdeploy/run-"], capture_output=True, text=True).stdout
 
 
 @pytest.mark.parametrize("whole_group", [False, True], ids=["process", "process-group"])
@@ -125,6 +136,12 @@ def test_2c_ctrl_c_during_configure_is_never_a_success_and_the_next_up_heals(fle
     left = subprocess.run(["pgrep", "-f", f"inventory/{fleet.name}.yml"], capture_output=True, text=True).stdout
     assert left.split() == [], subprocess.run(["ps", "-o", "pid,ppid,sid,stat,cmd", "-p", ",".join(left.split())],
                                               capture_output=True, text=True).stdout
+    # Nor on the nodes (configure.mode: node): a closed session stops the node's playbook and removes its run
+    # directory, secrets and all, within seconds.
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and (_node_runs_left(containers) or _node_playbooks_left()):
+        time.sleep(1)
+    assert _node_runs_left(containers) == [] and _node_playbooks_left() == ""
 
     _, again = fleet.json("up")
     configured = again["configure"]["nodes"]
@@ -191,6 +208,38 @@ def test_3_drift_is_reported_on_that_node_only_then_fixed(fleet: Fleet) -> None:
     health = fleet.deploy("health")
     assert health.returncode == 0, health.stdout[-4000:]
     assert "DisableAnalytics: true" in docker_out("exec", container, "cat", "/etc/bacalhau/config.yaml")
+
+
+def test_3a_both_configure_modes_and_site_yml_leave_nodes_the_same(fleet: Fleet) -> None:
+    """Each node running the roles itself (ansible-core 2.17 from the bundle, on the node's Python 3.13) and the
+    controller running them (ansible-core 2.19) write the same files: a full run of the other mode changes
+    nothing. The node mode's drift check and fix work as the controller's, and nothing of a run stays on a node."""
+    default = ConfigureSpec().configure_mode
+    other = ConfigureMode.CONTROLLER if default is ConfigureMode.NODE else ConfigureMode.NODE
+    _, full = fleet.json("configure", "--full", "--configure-mode", other)
+    assert len(full["nodes"]) == 3, full
+    assert all(n["state"] == "ok" and n["changed"] == 0 and n["ok"] > 50 for n in full["nodes"]), full["nodes"]
+
+    # The design card's path: ansible-playbook with the generated inventory, from the controller.
+    direct = run_playbook(REPO / "playbooks" / "site.yml", None, "-l", f"fleet_{fleet.name}", env=fleet.env)
+    fleet.outputs.append(direct.stdout + direct.stderr)
+    assert direct.rc == 0, direct.stdout[-4000:]
+    stats = direct.document["stats"]
+    assert sorted(stats) == sorted(fleet.host(i) for i in fleet.containers())
+    assert all(row["changed"] == 0 and row["failures"] == 0 for row in stats.values()), stats
+
+    drifted_id, container = sorted(fleet.containers().items())[-1]
+    docker_out("exec", container, "sed", "-i", "s/DisableAnalytics: true/DisableAnalytics: false/",
+               "/etc/bacalhau/config.yaml")
+    _, drift = fleet.json("configure", "--check", "--configure-mode", "node", expect=3)
+    assert drift["drifted"] == [fleet.host(drifted_id)]
+    assert [d.split(":")[0] for d in by_key(drift["nodes"], "node")[fleet.host(drifted_id)]["drift"]] == \
+        ["file /etc/bacalhau/config.yaml"]
+    _, fixed = fleet.json("configure", "--configure-mode", "node")
+    states = {n["node"]: n["state"] for n in fixed["nodes"]}
+    assert states.pop(fleet.host(drifted_id)) == "changed" and set(states.values()) == {"converged"}, fixed
+    assert "DisableAnalytics: true" in docker_out("exec", container, "cat", "/etc/bacalhau/config.yaml")
+    assert _node_runs_left(sorted(fleet.containers().values())) == []  # no run directory, no secret copy
 
 
 def test_4_preempted_node_is_replaced_and_only_it_is_configured(fleet: Fleet) -> None:

@@ -5,6 +5,7 @@ Ctrl-C between batches, the secret scan over everything, and down.
 
 from __future__ import annotations
 
+import gzip
 import json
 import signal
 import subprocess
@@ -221,6 +222,12 @@ def test_6_token_appears_only_in_the_nodes_config(fleet: Fleet) -> None:
         for log in (Path(fleet.env["FLEETDEPLOY_STATE_DIR"]) / fleet.name / "runs").glob("*.log"):
             assert secret not in log.read_text(errors="replace"), log
     assert fleet.inventory.stat().st_mode & 0o777 == 0o600
+    # The bundles the nodes ran from (configure.mode: node) hold code, never a fleet's secret.
+    bundles = list((REPO / ".cache" / "node-ansible").glob("bundle-*.tar.gz"))
+    assert bundles
+    for path in bundles:
+        content = gzip.decompress(path.read_bytes())
+        assert not any(secret.encode() in content for secret in fleet.secrets), path
     assert fleet.watcher.hits == []
     leftovers = list(Path(fleet.env["TMPDIR"]).iterdir())  # runner dirs, fd-capture files: nothing may stay
     assert leftovers == []
