@@ -5,7 +5,8 @@ For each fleet size N (default 1, 5, 20) and each mode it provisions a fresh loc
 phases through the CLI: the first configure, a no-op configure, `configure --check` with no drift, and `health`.
   stock: Ansible's own defaults (scripts/benchmark.py writes a near-empty ansible.cfg: only host key checking is
          off, as throw-away nodes need) and every task on every node (`--full`);
-  tuned: the repo's ansible.cfg and the convergence stamp (an unchanged node ends after one task).
+  tuned: the repo's ansible.cfg and the convergence stamp (an unchanged node ends after one task);
+  node:  as tuned, but each node runs the roles itself (`--configure-mode node`: one SSH session per node).
 Per phase: wall time, controller CPU (deploy.py and all its children), node CPU (the node containers' cgroups),
 the controller's peak RSS, the task and changed counts (Ansible's recap). The first-configure ratio target takes
 the medians of --first-samples tuned first configures at N = 1 and 5 (each on a fresh fleet). It also times a
@@ -13,7 +14,10 @@ multi-region `up` against each region alone (medians of --region-rounds), and th
 
 Writes docs/benchmark.json, docs/benchmark.png and docs/benchmark.md (table, per-role breakdown of the first
 configure, the targets of issue 9). Needs what scripts/setup.sh installs, plus `pip install -e .[bench]`.
-Usage: .venv/bin/python scripts/benchmark.py [--nodes 1,5,20] [--first-samples 3] [--out docs]
+Usage: .venv/bin/python scripts/benchmark.py [--nodes 1,5,20] [--modes stock,tuned,node] [--first-samples 3]
+       [--out docs]
+       .venv/bin/python scripts/benchmark.py --runs-only --modes tuned,node   (only those modes' rows of `runs`
+       are measured and replaced; the rest of the file is kept)
        .venv/bin/python scripts/benchmark.py --watch     (only the watcher's figures: scripts/benchmark_watch.py)
 """
 
@@ -85,6 +89,16 @@ def _deploy(fleet_file: Path, *args: str) -> list[str]:
     return [sys.executable, str(REPO / "deploy.py"), "-f", str(fleet_file), *args]
 
 
+def _counted(stdout: str) -> tuple[int, int]:
+    """Tasks and changed summed over the nodes, from a configure's JSON result (a node-local run logs no recap)."""
+    try:
+        nodes = json.loads(stdout).get("nodes") or []
+    except ValueError:
+        return 0, 0
+    tasks = sum(int(n.get("ok", 0)) + int(n.get("failed", 0)) + int(n.get("skipped", 0)) for n in nodes)
+    return tasks, sum(int(n.get("changed", 0)) for n in nodes)
+
+
 def _recap(state: Path, fleet: str) -> tuple[int, int, dict[str, float]]:
     """Tasks and changed summed over the nodes, and seconds per role, from the phase's run log."""
     runs = sorted((state / fleet / "runs").glob("*.log"), key=lambda p: p.stat().st_mtime)
@@ -111,8 +125,8 @@ def run_mode(work: Path, env: dict[str, str], nodes: int, mode: str) -> tuple[li
         seconds = provision(fleet_file)
         print(f"  N={nodes} {mode}: {nodes} node(s) provisioned in {seconds:.0f} s", flush=True)
         for phase, args in PHASES.items():
-            argv = _deploy(fleet_file, *args, *(["--full"] if mode == "stock" and phase != "health" else []),
-                           "--output", "json")
+            flags = {"stock": ["--full"], "node": ["--configure-mode", "node"]}.get(mode, [])
+            argv = _deploy(fleet_file, *args, *(flags if phase != "health" else []), "--output", "json")
             # The per-role breakdown of the first configure (ansible.posix.profile_roles in the run log).
             extra = {"ANSIBLE_CALLBACKS_ENABLED": "ansible.posix.profile_roles"} if phase == "first" else {}
             result = measure(argv, phase_env | extra, REPO, name)
@@ -120,6 +134,8 @@ def run_mode(work: Path, env: dict[str, str], nodes: int, mode: str) -> tuple[li
                 raise SystemExit(f"benchmark: {' '.join(args)} (N={nodes}, {mode}) failed, exit {result.returncode}:"
                                  f"\n{result.stdout[-3000:]}\n{result.stderr[-2000:]}")
             tasks, changed, per_role = _recap(state, name)
+            if mode == "node" and phase != "health":
+                tasks, changed = _counted(result.stdout)
             if phase == "first":
                 roles = per_role
             runs.append({"nodes": nodes, "mode": mode, "phase": phase, "wall_s": result.wall_s,
@@ -221,10 +237,39 @@ def watch_only(args: argparse.Namespace) -> int:
     return 0
 
 
+def runs_only(sizes: list[int], modes: list[str], out: Path) -> int:
+    """Measure the phases of `modes` at `sizes` and put them in place of those rows of benchmark.json's `runs`."""
+    path = out / "benchmark.json"
+    report = json.loads(path.read_text()) if path.exists() else {"runs": []}
+    with tempfile.TemporaryDirectory(prefix="fleetdeploy-bench-") as tmp:
+        work = Path(tmp)
+        env = _environment(work)
+        fresh: list[dict[str, Any]] = []
+        for nodes in sizes:
+            for mode in modes:
+                runs, roles = run_mode(work, env, nodes, mode)
+                fresh += runs
+                report.setdefault("first_configure_roles", {})[f"{mode}-{nodes}"] = roles
+        report["cli_startup_s"] = cli_startup(env)
+    measured = {(r["nodes"], r["mode"]) for r in fresh}
+    report["runs"] = [r for r in report.get("runs", []) if (r["nodes"], r["mode"]) not in measured] + fresh
+    report["runs"].sort(key=lambda r: (r["nodes"], ["stock", "tuned", "node"].index(r["mode"]),
+                                       list(PHASES).index(r["phase"])))
+    report["date"] = time.strftime("%Y-%m-%d")
+    out.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=2) + "\n")
+    write_chart(report, out / "benchmark.png")
+    (out / "benchmark.md").write_text(write_markdown(report))
+    print(f"wrote the runs of {path}, benchmark.png and benchmark.md")
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--nodes", default="1,5,20", help="fleet sizes, comma-separated (default 1,5,20)")
-    parser.add_argument("--modes", default="stock,tuned", help="stock, tuned or both (default)")
+    parser.add_argument("--modes", default="stock,tuned,node", help="any of stock, tuned, node (default: all)")
+    parser.add_argument("--runs-only", action="store_true",
+                        help="only the phases of --modes at --nodes: their rows of `runs` are replaced, the rest kept")
     parser.add_argument("--region-nodes", type=int, default=2, help="nodes per region of the multi-region test")
     parser.add_argument("--first-samples", type=int, default=3,
                         help="tuned first configures at N=1 and N=5 whose medians give the ratio target (default 3)")
@@ -238,7 +283,7 @@ def main() -> int:
     args = parser.parse_args()
     sizes = [int(n) for n in args.nodes.split(",")]
     modes = args.modes.split(",")
-    if any(n < 1 for n in sizes) or not set(modes) <= {"stock", "tuned"} or \
+    if any(n < 1 for n in sizes) or not set(modes) <= {"stock", "tuned", "node"} or \
             min(args.region_nodes, args.first_samples, args.region_rounds) < 1:
         parser.error("--nodes must be positive counts, --modes stock and/or tuned, --region-nodes, "
                      "--first-samples and --region-rounds at least 1")
@@ -248,6 +293,8 @@ def main() -> int:
 
     if args.watch:
         return watch_only(args)
+    if args.runs_only:
+        return runs_only(sizes, modes, args.out)
     with tempfile.TemporaryDirectory(prefix="fleetdeploy-bench-") as tmp:
         work = Path(tmp)
         env = _environment(work)

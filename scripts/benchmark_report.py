@@ -35,11 +35,42 @@ def targets(report: dict[str, Any]) -> list[tuple[str, str, bool | None]]:
     peak = max((r["controller_peak_rss_mb"] for r in report["runs"] if r["nodes"] == largest), default=None)
     if peak is not None:
         rows.append((f"controller peak RSS at N={largest} < 2048 MB", f"{peak:.0f} MB", peak < 2048))
+    rows += mode_choice(report, largest)
     regions = report.get("up_regions")
     if regions:
         rows.append(("multi-region up <= 1.3 x the slowest region alone",
                      f"{regions['fleet_s']:.1f} s vs {max(regions['regions_alone_s'].values()):.1f} s "
                      f"({regions['ratio_to_slowest']:.2f}x)", regions["ratio_to_slowest"] <= 1.3))
+    return rows
+
+
+def mode_choice(report: dict[str, Any], largest: int) -> list[tuple[str, str, bool | None]]:
+    """Issue 20's rule for configure.mode's default: the lower controller CPU per node at the largest N for a
+    first configure, unless its wall time at N = 5 is worse."""
+    node_big, tuned_big = _run(report, largest, "node", "first"), _run(report, largest, "tuned", "first")
+    node_five, tuned_five = _run(report, 5, "node", "first"), _run(report, 5, "tuned", "first")
+    if not (node_big and tuned_big):
+        return []
+    node_cpu, tuned_cpu = node_big["controller_cpu_s"] / largest, tuned_big["controller_cpu_s"] / largest
+    extra = node_big["node_cpu_s"] / tuned_big["node_cpu_s"] - 1
+    rows: list[tuple[str, str, bool | None]] = [
+        (f"node first configure controller CPU per node at N={largest} <= 1.0 s", f"{node_cpu:.2f} s "
+         f"(tuned, from the controller: {tuned_cpu:.2f} s)", node_cpu <= 1.0),
+        (f"node first configure node CPU at N={largest} no more than +20 % of tuned",
+         f"{extra:+.0%} ({node_big['node_cpu_s']:.0f} s vs {tuned_big['node_cpu_s']:.0f} s)", extra <= 0.2),
+        (f"node first configure peak controller RSS at N={largest} <= 500 MB",
+         f"{node_big['controller_peak_rss_mb']:.0f} MB (tuned: {tuned_big['controller_peak_rss_mb']:.0f} MB)",
+         node_big["controller_peak_rss_mb"] <= 500)]
+    for phase, limit in (("noop", 0.13), ("health", 0.1)):
+        run = _run(report, largest, "node", phase)
+        if run:
+            per_node = run["controller_cpu_s"] / largest
+            rows.append((f"node {PHASE_NAMES[phase]} controller CPU per node at N={largest} <= {limit} s",
+                         f"{per_node:.3f} s", per_node <= limit))
+    if node_five and tuned_five:
+        rows.append(("node first configure wall at N=5 no worse than tuned",
+                     f"{node_five['wall_s']:.1f} s vs {tuned_five['wall_s']:.1f} s",
+                     node_five["wall_s"] <= tuned_five["wall_s"]))
     return rows
 
 
@@ -50,7 +81,9 @@ def write_markdown(report: dict[str, Any]) -> str:
         f"`scripts/benchmark.py` on the development machine ({report['machine']}, {report['date']}): local fleets",
         "whose node containers share the controller's cores, with the test-double service images. Generated: edit",
         "the script, not this page. **stock**: Ansible's defaults and every task (`--full`); **tuned**: the repo's",
-        "ansible.cfg and the convergence stamp. CPU/node is controller CPU divided by N.",
+        "ansible.cfg and the convergence stamp; **node**: as tuned, but each node runs the roles itself",
+        "(`configure.mode: node`). CPU/node is controller CPU divided by N. Tasks: Ansible's recap in the run log;",
+        "node mode's from its JSON result (ok + failed + skipped), which also counts the ignored failures.",
         "",
         "| N | mode | phase | wall | controller CPU | CPU/node | node CPU | peak RSS | tasks | changed |",
         "|---|---|---|---|---|---|---|---|---|---|",
@@ -60,7 +93,7 @@ def write_markdown(report: dict[str, Any]) -> str:
                      f"{r['controller_cpu_s']:.1f} s | {r['controller_cpu_s'] / r['nodes']:.2f} s | "
                      f"{r['node_cpu_s']:.1f} s | {r['controller_peak_rss_mb']:.0f} MB | {r['tasks']} | "
                      f"{r['changed']} |")
-    lines += ["", "## Targets (issue 9)", "", "| target | measured | met |", "|---|---|---|"]
+    lines += ["", "## Targets (issues 9 and 20)", "", "| target | measured | met |", "|---|---|---|"]
     for what, measured, met in targets(report):
         lines.append(f"| {what} | {measured} | {'yes' if met else 'NO' if met is not None else '?'} |")
     samples = report.get("first_configure_samples") or {}
@@ -136,7 +169,7 @@ def write_chart(report: dict[str, Any], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, (cpu_axis, wall_axis) = plt.subplots(1, 2, figsize=(11, 4.2))
-    for mode, style in (("stock", "--"), ("tuned", "-")):
+    for mode, style in (("stock", "--"), ("tuned", "-"), ("node", ":")):
         for phase, colour in (("noop", "tab:blue"), ("check", "tab:orange"), ("first", "tab:green")):
             runs = sorted((r for r in report["runs"] if r["mode"] == mode and r["phase"] == phase),
                           key=lambda r: r["nodes"])
