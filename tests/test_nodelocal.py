@@ -39,9 +39,11 @@ from fleetdeploy.runs.inventory import build_inventory
 
 TOKEN = "tok-NODELOCAL-5e1f0a"
 AWS_SECRET = "aws-secret-nodelocal-77"
+OTHER_SECRET = "aws-secret-of-another-profile-12"
 SYSTEM_PYTHON = "/usr/bin/python3"
 # Interpreters themselves (pyenv's shims would need a version set).
-PYENV = {minor: sorted(Path("/root/.pyenv/versions").glob(f"3.{minor}.*/bin/python3.{minor}")) for minor in (10, 12, 13)}
+PYENV = {minor: sorted(Path("/root/.pyenv/versions").glob(f"3.{minor}.*/bin/python3.{minor}"))
+         for minor in (10, 12, 13)}
 PYTHONS = [SYSTEM_PYTHON, *(str(found[-1]) for found in PYENV.values() if found)]
 OLDEST = str(PYENV[10][-1]) if PYENV[10] else SYSTEM_PYTHON
 
@@ -54,7 +56,9 @@ def _node(instance_id: str, region: str) -> Node:
 @pytest.fixture()
 def inventory(tmp_path: Path) -> JSONObject:
     (tmp_path / "token").write_text(TOKEN)
-    (tmp_path / "creds").write_text(f"[default]\naws_access_key_id = AKIAX\naws_secret_access_key = {AWS_SECRET}\n")
+    (tmp_path / "creds").write_text(f"[default]\naws_access_key_id = AKIAX\naws_secret_access_key = {AWS_SECRET}\n"
+                                    "role_arn = arn:aws:iam::1:role/x\n"
+                                    f"[other]\naws_access_key_id = AKIAOTHER\naws_secret_access_key = {OTHER_SECRET}\n")
     for secret in ("token", "creds"):
         (tmp_path / secret).chmod(0o600)
     (tmp_path / "images.tar").write_bytes(b"archive")
@@ -85,11 +89,11 @@ def test_a_node_inventory_holds_that_node_alone_with_a_local_connection_and_no_s
     assert variables["bacalhau_orchestrator_token_file"] == "/var/lib/fleetdeploy/run-r1/secrets/orchestrator-token"
     assert variables["aws_credentials_source_file"] == "/var/lib/fleetdeploy/run-r1/secrets/aws-credentials"
     assert files.secrets == {"orchestrator-token": tmp_path / "token", "aws-credentials": tmp_path / "creds"}
-    # One archive for both images (the same file), sent only when the node lacks one of them.
+    # One archive for both images (the same file, under its own name), sent only when the node lacks one of them.
     assert variables["bacalhau_image_archive"] == variables["sensor_image_archive"] == \
-        "/var/lib/fleetdeploy/run-r1/archive-0.tar"
-    assert list(files.archives) == ["archive-0.tar"]
-    assert files.archives["archive-0.tar"][0] == tmp_path / "images.tar"
+        "/var/lib/fleetdeploy/run-r1/archives/0/images.tar"
+    assert list(files.archives) == ["archives/0/images.tar"]
+    assert files.archives["archives/0/images.tar"][0] == tmp_path / "images.tar"
     # Only the controller reads the orchestrator's API; the digest is the controller's, unchanged.
     assert not any(key.startswith("fleet_orchestrator_api") for key in variables)
     assert variables["fleet_config_digest"] == inventory["all"]["children"]["fleet_edge"]["vars"]["fleet_config_digest"]
@@ -102,8 +106,12 @@ def test_the_header_carries_secrets_as_text_and_the_playbook_args_carry_none(inv
     files = node_files(inventory, "edge-i-a", "r2")
     sent = json.loads(header("r2", files, read_secrets(files), 123, playbook_args(True, {"fleet_full_run": True})))
     assert sent["secrets"]["orchestrator-token"] == TOKEN  # on stdin only
+    # The AWS file as the role copies it: the fleet's profile and its keys, never another profile's.
+    assert sent["secrets"]["aws-credentials"] == \
+        f"[default]\naws_access_key_id = AKIAX\naws_secret_access_key = {AWS_SECRET}\n"
+    assert OTHER_SECRET not in json.dumps(sent)
     assert sent["args"] == ["--check", "--diff", "-e", "fleet_full_run=true"]
-    assert sent["archives"] == [{"file": "archive-0.tar", "images": ["ghcr.io/bacalhau-project/bacalhau:v1.9.3",
+    assert sent["archives"] == [{"file": "archives/0/images.tar", "images": ["ghcr.io/bacalhau-project/bacalhau:v1.9.3",
                                                                       sent["archives"][0]["images"][1]]}]
     assert TOKEN not in DRIVER_SOURCE  # the remote command line is the driver's code alone
 
@@ -287,6 +295,15 @@ def test_a_broken_bundle_or_a_lost_connection_is_that_nodes_failure_in_one_line(
     outcome = _session(inventory, broken, "x/none:1", [], [], tmp_path / "node").run()
     assert outcome.rc is None and not outcome.unreachable and "ReadError" in outcome.message, outcome
     assert os.listdir(tmp_path / "node") == ["lock"]
+    # An archive this side cannot read ends that node's session in one line, at once (the node is not left waiting).
+    gone = _session(inventory, _project_bundle(tmp_path), "x/none:1", [], [], tmp_path / "node")
+    gone._files.archives = {name: (tmp_path / "vanished.tar", images)  # noqa: SLF001
+                            for name, (_, images) in gone._files.archives.items()}  # noqa: SLF001
+    started = time.monotonic()
+    missing = gone.run()
+    assert missing.rc is None and missing.message.startswith("cannot read ") and "vanished.tar" in missing.message
+    assert time.monotonic() - started < 60
+
     def no_bundle(tag: str) -> Path:
         raise RuntimeError(f"nothing for {tag}")
 

@@ -11,8 +11,11 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
+import os
 import re
 import tarfile
+import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,6 +23,7 @@ from fleetdeploy.nodelocal.wheels import CACHE, site
 from fleetdeploy.paths import ANSIBLE_CFG, PLAYBOOKS_DIR, REPO_ROOT, ROLES_DIR
 
 GROUP_VARS = REPO_ROOT / "inventory" / "group_vars"
+STALE_AFTER_S = 86400.0
 # Whole, but for what only its developers read.
 _DOCKER_SKIP = {"docs", "tests", "changelogs", "CHANGELOG.md", "CHANGELOG.rst", "FILES.json"}
 _FQCN = re.compile(r"\bcommunity\.general\.([a-z0-9_]+)\b")
@@ -105,10 +109,13 @@ def bundle(tag: str, cache: Path = CACHE) -> Path:
     path = cache / f"bundle-{tag}-{_digest(entries)}.tar.gz"
     if not path.is_file():
         cache.mkdir(parents=True, exist_ok=True)
-        partial = path.with_suffix(".partial")
-        partial.write_bytes(_tar(entries))
-        partial.rename(path)
+        # A name of its own, then an atomic rename: two commands building at once never mix their bytes.
+        descriptor, partial = tempfile.mkstemp(prefix=path.name, suffix=".partial", dir=cache)
+        with os.fdopen(descriptor, "wb") as handle:
+            handle.write(_tar(entries))
+        os.replace(partial, path)
+        stale = time.time() - STALE_AFTER_S  # another command may still be sending an older one
         for old in cache.glob(f"bundle-{tag}-*.tar.gz"):
-            if old != path:
+            if old != path and old.stat().st_mtime < stale:
                 old.unlink(missing_ok=True)
     return path

@@ -37,6 +37,7 @@ ERROR = "FLEET-ERROR "
 CHUNK = 1 << 20
 MIN_PYTHON = (3, 10)
 LOCK_WAIT_S = 120
+ASK_TIMEOUT_S = 30  # a hung engine must not hold the run: its images count as missing
 
 
 class Archive(TypedDict):
@@ -117,15 +118,19 @@ def engine_running() -> bool:
     systemctl = shutil.which("systemctl")
     if systemctl is None or not os.path.isdir("/run/systemd/system"):  # not booted with systemd (sd_booted)
         return shutil.which("docker") is not None  # and so no socket activation to fear
-    state = subprocess.run([systemctl, "is-active", "--quiet", "docker.service"], stdin=subprocess.DEVNULL,
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
-    return state.returncode == 0
+    return _succeeds([systemctl, "is-active", "--quiet", "docker.service"])
 
 
 def has_image(image: str) -> bool:
-    probe = subprocess.run(["docker", "image", "inspect", "--format", "{{.Id}}", image], stdin=subprocess.DEVNULL,
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
-    return probe.returncode == 0
+    return _succeeds(["docker", "image", "inspect", "--format", "{{.Id}}", image])
+
+
+def _succeeds(argv: list[str]) -> bool:
+    try:
+        return subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              timeout=ASK_TIMEOUT_S, check=False).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
 
 
 def extract(stream: IO[bytes], size: int, target: str) -> None:
@@ -153,13 +158,14 @@ def receive_archives(stream: IO[bytes], run_dir: str, archives: list[Archive]) -
     say(NEED + json.dumps(needed))
     for index, entry in enumerate(archives):
         path = os.path.join(run_dir, entry["file"])
+        os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
         with open(path, "wb") as handle:
             if index in needed:
                 size = int(json.loads(stream.readline())["size"])
                 read_exact(stream, size, handle)
 
 
-def run_playbook(stream: IO[bytes], run_dir: str, header: Header) -> int:
+def run_playbook(stream: IO[bytes], run_dir: str, header: Header, lock: IO[str]) -> int:
     env = {
         "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
         "HOME": run_dir,
@@ -181,8 +187,9 @@ def run_playbook(stream: IO[bytes], run_dir: str, header: Header) -> int:
     argv = [sys.executable, "-m", "ansible", "playbook", "-i", os.path.join(run_dir, "inventory.yml"),
             os.path.join(run_dir, "project", "playbooks", "site.yml"), *header["args"]]
     with open(os.path.join(run_dir, "stderr"), "w+b") as errors:
+        # The playbook holds the node's lock too: were this driver killed, no next run starts beside it.
         process = subprocess.Popen(argv, cwd=run_dir, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                   stderr=errors, start_new_session=True)
+                                   stderr=errors, start_new_session=True, pass_fds=(lock.fileno(),))
         stop_when_the_session_ends(stream, process)
         assert process.stdout is not None
         try:
@@ -225,7 +232,7 @@ def main() -> int:
             private_file(os.path.join(run_dir, "secrets", name), text.encode())
         private_file(os.path.join(run_dir, "inventory.yml"), header["inventory"].encode())
         receive_archives(stream, run_dir, header["archives"])
-        rc = run_playbook(stream, run_dir, header)
+        rc = run_playbook(stream, run_dir, header, lock)
     finally:
         shutil.rmtree(run_dir, ignore_errors=True)
         lock.close()
@@ -235,7 +242,10 @@ def main() -> int:
 
 if __name__ == "__main__":
     # SIGPIPE stays ignored (Python's default): a closed session (the controller was cancelled) raises
-    # BrokenPipeError at the next write, which stops the playbook and removes the run directory.
+    # BrokenPipeError at the next write, which stops the playbook and removes the run directory. SIGTERM and
+    # SIGHUP (the node shutting down) do the same through SystemExit.
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, lambda number, _frame: sys.exit(128 + number))
     try:
         sys.exit(main())
     except Exception as exc:  # noqa: BLE001 - one line for the controller, never a traceback

@@ -8,6 +8,7 @@ never enter this text: it holds paths, like the controller's inventory.
 
 from __future__ import annotations
 
+import configparser
 import copy
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,9 +16,11 @@ from pathlib import Path
 import yaml
 
 from fleetdeploy.jsondoc import JSONObject, as_object
+from fleetdeploy.paths import ROLES_DIR
 from fleetdeploy.runs.inventory import CONTROLLER_ONLY_PREFIX
 
 NODE_BASE = "/var/lib/fleetdeploy"
+AWS_ROLE_VARS = ROLES_DIR / "aws_credentials" / "vars" / "main.yml"
 # Variables naming a secret file on the controller -> its name in the node's run directory.
 SECRET_FILES = {"bacalhau_orchestrator_token_file": "orchestrator-token",
                 "aws_credentials_source_file": "aws-credentials"}
@@ -36,6 +39,7 @@ class NodeFiles:
     inventory: str
     secrets: dict[str, Path] = field(default_factory=dict)
     archives: dict[str, tuple[Path, list[str]]] = field(default_factory=dict)
+    aws_profile: str = "default"  # the one profile of the AWS credentials file a node is sent
 
 
 def run_dir(run_id: str, base: str = NODE_BASE) -> str:
@@ -53,6 +57,7 @@ def node_files(inventory: JSONObject, host: str, run_id: str, base: str = NODE_B
         variables = as_object(group_doc.get("vars") or {})
         for name in [key for key in variables if key.startswith(CONTROLLER_ONLY_PREFIX)]:
             del variables[name]
+        files.aws_profile = str(variables.get("aws_credentials_profile") or "default")
         for name, file_name in SECRET_FILES.items():
             if variables.get(name):
                 files.secrets[file_name] = Path(str(variables[name]))
@@ -62,7 +67,8 @@ def node_files(inventory: JSONObject, host: str, run_id: str, base: str = NODE_B
             if not variables.get(name):
                 continue
             source = str(variables[name])
-            file_name = archives_by_path.setdefault(source, f"archive-{len(archives_by_path)}.tar")
+            # The source's own name (the image_archive role keeps the copy under it), one directory per archive.
+            file_name = archives_by_path.setdefault(source, f"archives/{len(archives_by_path)}/{Path(source).name}")
             images = files.archives.setdefault(file_name, (Path(source), []))[1]
             images.append(str(variables.get(image_var, "")))
             variables[name] = f"{where}/{file_name}"
@@ -81,6 +87,21 @@ def node_files(inventory: JSONObject, host: str, run_id: str, base: str = NODE_B
         raise KeyError(f"{host} is not in the inventory")
     files.inventory = yaml.safe_dump(document, sort_keys=False, default_flow_style=False)
     return files
+
+
+def credentials_for_node(text: str, profile: str) -> str:
+    """The AWS credentials file cut down to what the aws_credentials role copies to a node: the fleet's profile and
+    its key entries (vars/main.yml), never the file's other profiles. Nothing else of it is sent to a node."""
+    keys = yaml.safe_load(AWS_ROLE_VARS.read_text(encoding="utf-8"))
+    wanted = [*keys["__aws_credentials_required_keys"], *keys["__aws_credentials_optional_keys"]]
+    parser = configparser.ConfigParser(interpolation=None)
+    parser.optionxform = str  # type: ignore[assignment,method-assign]  # keys as written, as from_ini reads them
+    parser.read_string(text)
+    if not parser.has_section(profile):
+        return ""
+    entries = [f"{key} = {parser.get(profile, key)}" for key in wanted if parser.has_option(profile, key)]
+    lines = [f"[{profile}]", *entries]
+    return "\n".join(lines) + "\n"
 
 
 def read_inventory(path: Path) -> JSONObject:

@@ -101,7 +101,7 @@ def run_on_nodes(observer: RunObserver, inventory_file: Path, nodes: dict[str, N
     try:
         with ThreadPoolExecutor(max_workers=min(MAX_SESSIONS, len(nodes))) as pool:
             try:
-                futures = {pool.submit(session.run): name for name, session in sessions.items()}
+                futures = {pool.submit(_run_one, session): name for name, session in sessions.items()}
                 for future in as_completed(futures):
                     name = futures[future]
                     outcomes[name] = future.result()
@@ -121,6 +121,13 @@ def run_on_nodes(observer: RunObserver, inventory_file: Path, nodes: dict[str, N
     unreachable = any(r.unreachable for r in collector.hosts.values())
     rc = 4 if unreachable else (2 if failed else 0)
     return RunResult(rc=rc, hosts=collector.hosts, finished=len(finished) == len(nodes))
+
+
+def _run_one(session: Session) -> SessionOutcome:
+    try:
+        return session.run()
+    except Exception as exc:  # noqa: BLE001 - one node's trouble is that node's, never the whole run's
+        return SessionOutcome(message=f"the session failed: {type(exc).__name__}: {exc}"[:400])
 
 
 def _allow_open_files(wanted: int) -> None:

@@ -6,6 +6,8 @@ A session costs the controller one ssh client and a thread reading lines, whatev
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
 import os
 import shlex
@@ -13,20 +15,21 @@ import signal
 import subprocess
 import tempfile
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
 from fleetdeploy.jsondoc import JSONObject, as_object
 from fleetdeploy.nodelocal import driver
-from fleetdeploy.nodelocal.node_inventory import NODE_BASE, NodeFiles
+from fleetdeploy.nodelocal.node_inventory import NODE_BASE, SECRET_FILES, NodeFiles, credentials_for_node
 from fleetdeploy.nodelocal.wheels import platform_tag
 from fleetdeploy.runs.exchange import SSH_FAILED
 
 EVENT = "FLEET-EVENT "  # callback_plugins/fleet_events.py's prefix
 DRIVER_SOURCE = Path(driver.__file__).read_text(encoding="utf-8")
 _CHUNK = 1 << 20
+AWS_SECRET = SECRET_FILES["aws_credentials_source_file"]
 
 
 @dataclass
@@ -44,8 +47,16 @@ def driver_command(python: str) -> list[str]:
 
 
 def read_secrets(files: NodeFiles) -> dict[str, str]:
-    """The secret files' texts, read once per run on the controller (OSError when one is unreadable)."""
-    return {name: path.read_text(encoding="utf-8") for name, path in files.secrets.items()}
+    """The secret files' texts as a node may have them, read once per run on the controller (OSError when one is
+    unreadable): the AWS credentials file cut down to the fleet's profile, as the role copies it."""
+    texts = {name: path.read_text(encoding="utf-8") for name, path in files.secrets.items()}
+    if AWS_SECRET in texts:
+        texts[AWS_SECRET] = credentials_for_node(texts[AWS_SECRET], files.aws_profile)
+    return texts
+
+
+class LocalFileError(Exception):
+    """A file this side sends could not be read whole: that node's failure, told in one line."""
 
 
 def header(run_id: str, files: NodeFiles, secrets: dict[str, str], bundle_size: int, args: list[str],
@@ -121,10 +132,8 @@ class Session:
                     outcome.message = f"no bundle for the node: {exc}"[:400]
                     _kill(process)
                     break
-                try:
-                    self._send_start(process.stdin, bundle)
-                except OSError:
-                    pass  # the node went away: its exit code and stderr say why
+                if not self._send(process, functools.partial(self._send_start, process.stdin, bundle), outcome):
+                    break
             elif line.startswith(EVENT):
                 try:
                     event = as_object(json.loads(line[len(EVENT):]))
@@ -132,28 +141,43 @@ class Session:
                     continue
                 self._on_event(event)
             elif line.startswith(driver.NEED):
-                try:
-                    self._send_archives(process.stdin, json.loads(line[len(driver.NEED):]))
-                except OSError:
-                    pass
+                wanted = json.loads(line[len(driver.NEED):])
+                if not self._send(process, functools.partial(self._send_archives, process.stdin, wanted), outcome):
+                    break
             elif line.startswith(driver.ERROR):
                 outcome.message = line[len(driver.ERROR):].strip()
             elif line.startswith(driver.RC) and line[len(driver.RC):].strip().lstrip("-").isdigit():
                 outcome.rc = int(line[len(driver.RC):])
         return outcome
 
-    def _send_start(self, stdin: IO[bytes], bundle: Path) -> None:
-        stdin.write(header(self._run_id, self._files, self._secrets, bundle.stat().st_size, self._args,
-                           self._base))
-        _copy(bundle, stdin)
+    @staticmethod
+    def _send(process: subprocess.Popen[bytes], send: Callable[[], None], outcome: SessionOutcome) -> bool:
+        """Run one send; False (the session ended here, the node told) when a file of this side failed."""
+        try:
+            send()
+        except LocalFileError as exc:
+            outcome.message = str(exc)
+            _kill(process)
+            return False
+        except (OSError, ValueError):
+            pass  # the node went away, or a cancel closed the stream: its exit code and stderr say why
+        return True
+
+    def _send_start(self, stdin: IO[bytes] | None, bundle: Path) -> None:
+        assert stdin is not None
+        with _opened(bundle) as (source, size):
+            stdin.write(header(self._run_id, self._files, self._secrets, size, self._args, self._base))
+            _copy(source, size, stdin, bundle)
         stdin.flush()
 
-    def _send_archives(self, stdin: IO[bytes], wanted: list[int]) -> None:
+    def _send_archives(self, stdin: IO[bytes] | None, wanted: list[int]) -> None:
+        assert stdin is not None
         entries = list(self._files.archives.values())
         for index in wanted:
             path = entries[index][0]
-            stdin.write(json.dumps({"size": path.stat().st_size}).encode() + b"\n")
-            _copy(path, stdin)
+            with _opened(path) as (source, size):
+                stdin.write(json.dumps({"size": size}).encode() + b"\n")
+                _copy(source, size, stdin, path)
         stdin.flush()  # and open to the end: the node stops its run when this stream closes
 
     def _expire(self) -> None:
@@ -175,10 +199,29 @@ class Session:
         return outcome
 
 
-def _copy(path: Path, stdin: IO[bytes]) -> None:
-    with path.open("rb") as source:
-        while chunk := source.read(_CHUNK):
-            stdin.write(chunk)
+@contextlib.contextmanager
+def _opened(path: Path) -> Iterator[tuple[IO[bytes], int]]:
+    try:
+        source = path.open("rb")
+        size = os.fstat(source.fileno()).st_size
+    except OSError as exc:
+        raise LocalFileError(f"cannot read {path}: {exc.strerror or exc}") from None
+    with source:
+        yield source, size
+
+
+def _copy(source: IO[bytes], size: int, stdin: IO[bytes], path: Path) -> None:
+    """Exactly `size` bytes (what the node was told), or a LocalFileError: never a stream the node waits on."""
+    left = size
+    while left > 0:
+        try:
+            chunk = source.read(min(_CHUNK, left))
+        except OSError as exc:
+            raise LocalFileError(f"cannot read {path}: {exc.strerror or exc}") from None
+        if not chunk:
+            raise LocalFileError(f"{path} shrank while it was sent")
+        stdin.write(chunk)
+        left -= len(chunk)
 
 
 def _close(stream: IO[bytes] | None) -> None:
