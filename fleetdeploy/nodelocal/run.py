@@ -19,9 +19,9 @@ from fleetdeploy.nodelocal.node_inventory import node_files, read_inventory
 from fleetdeploy.nodelocal.session import Session, SessionOutcome, driver_command, read_secrets
 from fleetdeploy.nodelocal.wheels import wheels
 from fleetdeploy.providers.base import Node
-from fleetdeploy.runs.exchange import CONVERGED_FACT, DRIFT_FACT, NODE_PYTHON, ExchangeResult, control_path
-from fleetdeploy.runs.runner import EventCollector, HostResult, RunObserver, RunResult
-from fleetdeploy.runs.ssh import CONTROL_DIR, host_key_changed, refused_message, ssh_argv
+from fleetdeploy.runs.exchange import CONVERGED_FACT, DRIFT_FACT, NODE_PYTHON, ExchangeResult, exchange_argv
+from fleetdeploy.runs.runner import EventCollector, HostResult, RunObserver, RunResult, extra_var_args
+from fleetdeploy.runs.ssh import CONTROL_DIR, host_key_changed, refused_message
 
 # Sessions at once: each is an ssh client (and its node's SSH master) and a mostly idle thread here, the work
 # being on the nodes: ~10 MB and 3 file descriptors each (docs/scale.md). 300, the fleets' largest, in one wave;
@@ -33,20 +33,12 @@ TIMEOUT_S = 3600.0  # a first configure installs the engine and loads images: sl
 
 def session_argv(node: Node, known_hosts: Path) -> list[str]:
     """ssh to the node as the exchange does (pinned host key, the same per-node ControlMaster), running the driver."""
-    argv = ssh_argv(node.key_file, node.host, node.port, *driver_command(NODE_PYTHON), alias=node.instance_id,
-                    known_hosts=known_hosts, user=node.user, batch=True)
-    multiplex = ["-o", "ControlMaster=auto", "-o", "ControlPersist=120s",
-                 "-o", f"ControlPath={control_path(node, CONTROL_DIR)}",
-                 "-o", "ServerAliveInterval=15", "-o", "ConnectTimeout=20"]
-    return [argv[0], *multiplex, *argv[1:]]
+    return exchange_argv(node, known_hosts, CONTROL_DIR, tuple(driver_command(NODE_PYTHON)))
 
 
 def playbook_args(check: bool, extra_vars: dict[str, bool | int | str] | None) -> list[str]:
     """As the controller-side run's command line: --diff always, --check for a drift check, flag-only extra vars."""
-    args = ["--check", "--diff"] if check else ["--diff"]
-    for key, value in (extra_vars or {}).items():
-        args += ["-e", f"{key}={str(value).lower() if isinstance(value, bool) else value}"]
-    return args
+    return (["--check", "--diff"] if check else ["--diff"]) + extra_var_args(extra_vars)
 
 
 def run_on_nodes(observer: RunObserver, inventory_file: Path, nodes: dict[str, Node], known_hosts: Path, *,

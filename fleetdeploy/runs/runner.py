@@ -232,6 +232,15 @@ def _environment() -> dict[str, str]:
     }
 
 
+def extra_var_args(extra_vars: dict[str, bool | int | str] | None) -> list[str]:
+    """`-e key=value` for each flag (both configure modes). Flags only: extra vars are visible on the command line,
+    so nothing secret may ever pass here."""
+    args: list[str] = []
+    for key, value in (extra_vars or {}).items():
+        args += ["-e", f"{key}={str(value).lower() if isinstance(value, bool) else value}"]
+    return args
+
+
 def forks_for(host_count: int) -> int:
     return max(1, min(host_count, MAX_FORKS))
 
@@ -258,9 +267,8 @@ def run_ansible(
     if become is not None:
         # The inventory's group_vars turn become on for the roles; ad-hoc commands choose for themselves.
         cmdline += f" -e ansible_become={str(become).lower()}"
-    for key, value in (extra_vars or {}).items():
-        # Flags only: extra vars are visible on the command line, so nothing secret may ever pass here.
-        cmdline += f" -e {key}={str(value).lower() if isinstance(value, bool) else value}"
+    if extra_vars:
+        cmdline += " " + " ".join(extra_var_args(extra_vars))
     marker = uuid.uuid4().hex  # every process of this run inherits it: how a cancel finds them all
     with tempfile.TemporaryDirectory(prefix="fleetdeploy-runner-") as private_dir:
         Path(private_dir).chmod(0o700)
