@@ -255,6 +255,16 @@ def test_nodes_need_credentials_and_fall_back_without_cluster_info() -> None:
     assert node.instance_id == "ip-198-51-100-1-22"
 
 
+def test_a_server_that_withholds_the_launchers_key_leaves_the_operators() -> None:
+    cluster = up_cluster("f-us-east-1", "us-east-1", 1)
+    withheld = status_record(cluster, False)  # what SkyPilot answers its `viewer` role: no credentials
+    assert nodes_from_status([withheld]) == []
+    (node,) = nodes_from_status([withheld], own_key="/home/op/.ssh/id_ed25519")
+    assert (node.key_file, node.user) == ("/home/op/.ssh/id_ed25519", "ubuntu")
+    (launcher,) = nodes_from_status([status_record(cluster, True)], own_key="/home/op/.ssh/id_ed25519")
+    assert launcher.key_file != "/home/op/.ssh/id_ed25519"
+
+
 def test_plan_says_what_up_will_do_per_cluster(tmp_path: Path) -> None:
     regions = {"us-east-1": {"count": 2}, "us-east-2": {"count": 2}, "us-west-1": {"count": 3},
                "us-west-2": {"count": 1}}

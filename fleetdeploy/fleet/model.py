@@ -30,6 +30,7 @@ from fleetdeploy.fleet.regions import (
 from fleetdeploy.fleet.role_options import TOOL_SET_VARS, role_options, value_problem
 from fleetdeploy.fleet.rolling_spec import RollingSpec
 from fleetdeploy.fleet.skypilot_spec import SkyPilotSpec
+from fleetdeploy.fleet.ssh_spec import SshSpec
 from fleetdeploy.fleet.watch_spec import WatchSpec
 from fleetdeploy.providers.registry import entries as provider_entries
 
@@ -242,6 +243,7 @@ class Fleet(FleetIdentity):
     configure: ConfigureSpec = Field(default_factory=ConfigureSpec)
     canary: CanarySpec = Field(default_factory=CanarySpec)
     skypilot: SkyPilotSpec = Field(default_factory=SkyPilotSpec)
+    ssh: SshSpec = Field(default_factory=SshSpec)
     # Overrides of role variables (roles/*/meta/argument_specs.yml), e.g. bacalhau_heartbeat_interval: 30s.
     role_vars: dict[str, object] = Field(default_factory=dict)
 

@@ -18,6 +18,7 @@ TOOL_SET_VARS = frozenset({
     "bacalhau_orchestrator_endpoint", "bacalhau_orchestrator_token_file", "bacalhau_labels",
     "sensor_image", "sensor_image_source", "sensor_image_archive",
     "aws_credentials_enabled", "aws_credentials_source_file", "aws_credentials_profile",
+    "ssh_access_authorized_keys",
 })
 
 

@@ -28,7 +28,7 @@ SECRET_FILES = {"bacalhau_orchestrator_token_file": "orchestrator-token",
 ARCHIVE_FILES = {"bacalhau_image_archive": "bacalhau_image", "sensor_image_archive": "sensor_image",
                  "bacalhau_job_image_archive": "bacalhau_job_image"}
 _CONNECTION_VARS = ("ansible_host", "ansible_port", "ansible_user", "ansible_ssh_private_key_file",
-                    "ansible_ssh_extra_args")
+                    "ansible_ssh_extra_args", "fleet_node_key_file")
 
 
 @dataclass

@@ -260,7 +260,7 @@ def cmd_health(ctx: Context, options: HealthOptions) -> int:
 
 
 def _node_ssh(ctx: Context, node: Node, *command: str) -> list[str]:
-    return ssh_argv(node.key_file, node.host, node.port, *command, alias=node.instance_id,
+    return ssh_argv(node.identity_files, node.host, node.port, *command, alias=node.instance_id,
                     known_hosts=ctx.inventory.known_hosts, user=node.user)
 
 

@@ -8,6 +8,7 @@ server) is asked only for a name the inventory does not know.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 from pathlib import Path
 
 import yaml
@@ -53,12 +54,15 @@ def nodes_in(inventory: Path) -> list[Node]:
         for region in as_object(group.get("children")).values():
             for values in map(as_object, as_object(as_object(region).get("hosts")).values()):
                 zone = values.get("fleet_zone")
+                first_key = str(values["ansible_ssh_private_key_file"])
+                provider_key = str(values.get("fleet_node_key_file") or first_key)
                 nodes.append(Node(
                     instance_id=str(values["fleet_instance_id"]), cluster=str(values["fleet_cluster"]),
                     region=str(values["fleet_region"]), zone=None if zone is None else str(zone),
                     host=str(values["ansible_host"]), port=int(str(values["ansible_port"])),
-                    user=str(values["ansible_user"]), key_file=str(values["ansible_ssh_private_key_file"]),
+                    user=str(values["ansible_user"]), key_file=provider_key,
                     spot=bool(values["fleet_spot"]), cloud=str(values.get("fleet_cloud") or "aws"),
+                    operator_key_file=None if first_key == provider_key else first_key,
                 ))
     return nodes
 
@@ -92,9 +96,17 @@ class FleetInventory:
             if host.unreachable and name in ids and host_key_changed(host.message):
                 host.message = refused_message(name, ids[name], self.known_hosts)
 
+    def _reported(self) -> list[Node]:
+        """The provider's nodes, each offering this operator's own key (ssh.identity_file) before the provider's."""
+        identity = self.fleet.ssh.identity_file
+        nodes = self._provider().nodes()
+        if identity is None:
+            return nodes
+        return [replace(node, operator_key_file=str(identity)) for node in nodes]
+
     def refresh(self) -> list[Node]:
         """Ask the provider for the nodes and write the inventory: a pure function of what it reports."""
-        nodes = self._provider().nodes()
+        nodes = self._reported()
         self.write(nodes)
         return nodes
 
@@ -128,7 +140,7 @@ class FleetInventory:
                 return match_nodes(recorded, names, self.host)
             except InputError as exc:
                 raise InputError(f"{exc}; a node newer than {self.path.name}? run `deploy.py inventory`") from None
-        fresh = self._provider().nodes()
+        fresh = self._reported()
         chosen = match_nodes(fresh, names, self.host)  # raises when unknown: no inventory is written
         self.write(fresh)
         return chosen

@@ -64,6 +64,14 @@ class Node:
     key_file: str
     spot: bool
     cloud: str = "aws"  # fleet/clouds.py's spelling; a local node carries its region's cloud as a label
+    # The operator's own key (the fleet file's ssh.identity_file), offered before the provider's `key_file`: it
+    # works once the ssh_access role has installed it, the provider's key works from the first boot.
+    operator_key_file: str | None = None
+
+    @property
+    def identity_files(self) -> tuple[str, ...]:
+        """The keys to offer, in order: the operator's own, then the provider's (each once; none empty)."""
+        return tuple(dict.fromkeys(k for k in (self.operator_key_file, self.key_file) if k))
 
 
 class ActionKind(enum.Enum):

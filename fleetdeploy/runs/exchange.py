@@ -194,7 +194,7 @@ def exchange_argv(node: Node, known_hosts: Path, control_dir: Path,
                   command: tuple[str, ...] = ("sudo", "-n", "/bin/sh", "-s")) -> list[str]:
     """ssh to the node (host key pinned as for every other connection) running `command`: a root shell reading its
     script, or a node-local configure's driver. `control_dir` must exist (the caller makes it once)."""
-    argv = ssh_argv(node.key_file, node.host, node.port, *command, alias=node.instance_id,
+    argv = ssh_argv(node.identity_files, node.host, node.port, *command, alias=node.instance_id,
                     known_hosts=known_hosts, user=node.user, batch=True)
     # A master per node outlives the tick (as Ansible's do), so the next tick costs no key exchange.
     multiplex = ["-o", "ControlMaster=auto", "-o", "ControlPersist=120s",

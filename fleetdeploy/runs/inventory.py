@@ -51,6 +51,7 @@ def fleet_vars(fleet: Fleet) -> JSONObject:
         "sensor_image": fleet.sensor.image,
         "sensor_image_source": fleet.images.source,
         "aws_credentials_enabled": fleet.aws_credentials is not None,
+        "ssh_access_authorized_keys": list(fleet.ssh.authorized_keys),
     }
     if fleet.canary.archive is not None:
         # Jobs run on the node's own engine: the canary's image is loaded there beside Bacalhau's.
@@ -72,14 +73,18 @@ def fleet_vars(fleet: Fleet) -> JSONObject:
 
 
 def _host_vars(node: Node, known_hosts: Path | None) -> JSONObject:
+    # The operator's own key first, then the provider's: a node launched a minute ago accepts only the latter.
+    first, *more = node.identity_files
     pinned: JSONObject = {}
     if known_hosts:
-        pinned["ansible_ssh_extra_args"] = ansible_ssh_args(node.instance_id, known_hosts)
+        pinned["ansible_ssh_extra_args"] = ansible_ssh_args(node.instance_id, known_hosts, more)
     return pinned | {
         "ansible_host": node.host,
         "ansible_port": node.port,
         "ansible_user": node.user,
-        "ansible_ssh_private_key_file": node.key_file,
+        "ansible_ssh_private_key_file": first,
+        "fleet_node_key_file": node.key_file,
+        "fleet_login_user": node.user,
         "fleet_cluster": node.cluster,
         "fleet_region": node.region,
         "fleet_cloud": str(node.cloud),

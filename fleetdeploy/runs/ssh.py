@@ -10,7 +10,9 @@ SkyPilot's own provisioning SSH is SkyPilot's: it does not pin keys (StrictHostK
 
 from __future__ import annotations
 
+import shlex
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 
 from fleetdeploy.errors import InputError
@@ -36,21 +38,25 @@ def host_key_options(alias: str, known_hosts: Path) -> list[str]:
             "-o", "StrictHostKeyChecking=accept-new", "-o", "HashKnownHosts=no", "-o", "GlobalKnownHostsFile=/dev/null"]
 
 
-def ansible_ssh_args(alias: str, known_hosts: Path) -> str:
-    """The same options as one string, for the inventory's `ansible_ssh_extra_args`."""
-    return " ".join(host_key_options(alias, known_hosts))
+def ansible_ssh_args(alias: str, known_hosts: Path, more_identities: Sequence[str] = ()) -> str:
+    """The same options as one string, for the inventory's `ansible_ssh_extra_args`, with the keys to offer after
+    `ansible_ssh_private_key_file` (Ansible puts that one first)."""
+    keys = [arg for key in more_identities for arg in ("-o", f"IdentityFile={shlex.quote(key)}")]
+    return " ".join([*host_key_options(alias, known_hosts), *keys])
 
 
-def ssh_argv(key_file: str, host: str, port: int, *command: str, alias: str, known_hosts: Path,
+def ssh_argv(identities: Sequence[str], host: str, port: int, *command: str, alias: str, known_hosts: Path,
              user: str = NODE_USER, batch: bool = False) -> list[str]:
-    """`ssh` to a node; `batch` for scripts (no prompts, short connect timeout, only the given key)."""
+    """`ssh` to a node offering `identities` in order; `batch` for scripts (no prompts, short connect timeout, only
+    the given keys)."""
     if shutil.which("ssh") is None:
         raise InputError("'ssh' not found on PATH (apt-get install openssh-client)")
     known_hosts.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     options = [*host_key_options(alias, known_hosts), "-o", "LogLevel=ERROR"]
     if batch:
         options += ["-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes", "-o", "ConnectTimeout=5"]
-    return ["ssh", "-i", key_file, "-p", str(port), *options, f"{user}@{host}", *command]
+    keys = [arg for key in identities for arg in ("-i", key)]
+    return ["ssh", *keys, "-p", str(port), *options, f"{user}@{host}", *command]
 
 
 def forget_command(alias: str, known_hosts: Path) -> str:

@@ -33,6 +33,9 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
     # S3 keys (fake: nothing here talks to AWS) so rotation can be proven batch by batch.
     aws_key_id, aws_secret = f"AKIAE2E{uuid.uuid4().hex[:13].upper()}", f"e2eSecret{uuid.uuid4().hex}"
     write_aws_credentials(work / "aws-credentials", aws_key_id, aws_secret)
+    # An operator's own key, offered before the local provider's: the nodes accept it once ssh_access ran.
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "operator@e2e", "-f", str(work / "operator")],
+                   check=True, capture_output=True)
     fleet_file = work / "fleet.yaml"
     fleet_file.write_text(
         f"""
@@ -63,6 +66,9 @@ canary:
   archive: {ARCHIVES / 'doubles.tar'}
 labels:
   team: e2e
+ssh:
+  authorized_keys: [operator.pub]
+  identity_file: operator
 role_vars:
   # The readings check samples twice this far apart: 3 s (not 10) keeps every health run and watcher tick short.
   health_check_readings_interval_seconds: 3

@@ -22,6 +22,7 @@ pytestmark = pytest.mark.e2e
 # Every file the roles write on this fleet's nodes (AWS credentials on; the local provider sets a daemon
 # environment, so the docker drop-in exists). The stamp's manifest must list exactly these.
 ROLE_FILES = {
+    "/home/ubuntu/.ssh/authorized_keys",
     "/etc/systemd/system/docker.service.d/environment.conf",
     "/etc/fleet/aws/credentials",
     "/etc/fleet/aws/config",
@@ -112,7 +113,7 @@ def test_stamp_manifest_lists_every_file_the_roles_write(fleet: Fleet) -> None:
     for container in fleet.containers().values():
         stamp = json.loads(docker_out("exec", container, "cat", STAMP))
         manifests = stamp["roles"]
-        assert sorted(manifests) == ["aws_credentials", "bacalhau", "docker", "health_check", "sensor"]
+        assert sorted(manifests) == ["aws_credentials", "bacalhau", "docker", "health_check", "sensor", "ssh_access"]
         files = [path for manifest in manifests.values() for path in manifest["files"]]
         assert sorted(files) == sorted(ROLE_FILES), files  # each file once, owned by one role
         assert (manifests["bacalhau"]["containers"], manifests["sensor"]["containers"]) == (["bacalhau"], ["sensor"])

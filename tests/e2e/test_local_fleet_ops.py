@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from local_fleet import (
     REPO,
     Fleet,
@@ -211,6 +212,68 @@ def test_5g_a_node_whose_host_key_changed_is_refused_alone_until_its_key_is_forg
     subprocess.run(forget.split(), check=True, capture_output=True)
     _, health = fleet.json("health")
     assert all(r["health"] == "healthy" for r in health["nodes"]), health["nodes"]
+
+
+def _login(key: Path, port: int) -> subprocess.CompletedProcess[str]:
+    """ssh to a node with this key alone, on a connection of its own (no master of an earlier run answers)."""
+    options = ["IdentitiesOnly=yes", "BatchMode=yes", "ControlPath=none", "StrictHostKeyChecking=no",
+               "UserKnownHostsFile=/dev/null", "LogLevel=ERROR"]
+    argv = ["ssh", "-i", str(key), "-p", str(port), *(arg for o in options for arg in ("-o", o)), "ubuntu@127.0.0.1"]
+    return subprocess.run([*argv, "true"], capture_output=True, text=True, timeout=60)
+
+
+def _end_ssh_masters() -> None:
+    """The connections Ansible and the exchange keep open would answer without logging in again."""
+    subprocess.run(["pkill", "-f", r"^ssh: .*\[mux\]$"], capture_output=True)
+
+
+def test_5h_an_operators_own_key_is_installed_used_and_revoked(fleet: Fleet) -> None:
+    operator = fleet.fleet_file.parent / "operator"
+    launch_key = Path(fleet.env["FLEETDEPLOY_STATE_DIR"]) / fleet.name / "id_ed25519"
+    hosts = yaml.safe_load(fleet.inventory.read_text())["all"]["children"][f"fleet_{fleet.name}"]["children"]
+    ports = {name: values["ansible_port"] for region in hosts.values() for name, values in region["hosts"].items()}
+    first = next(iter(hosts.values()))["hosts"]
+    values = next(iter(first.values()))
+    # The operator's key first, the provider's after it (a node launched a minute ago accepts only that one).
+    assert values["ansible_ssh_private_key_file"] == str(operator)
+    assert f"IdentityFile={launch_key}" in values["ansible_ssh_extra_args"]
+    launch_line = launch_key.with_name("id_ed25519.pub").read_text().split()[:2]
+    for container in fleet.containers().values():
+        lines = docker_out("exec", container, "cat", "/home/ubuntu/.ssh/authorized_keys").splitlines()
+        keys = [line.split()[:2] for line in lines if line and not line.startswith("#")]
+        assert keys == [launch_line, (operator.with_name("operator.pub").read_text().split()[:2])], lines
+
+    # Without the provider's key the tool gets in with the operator's: health (the exchange), exec (Ansible), ssh.
+    hidden = launch_key.with_name("id_ed25519.hidden")
+    launch_key.rename(hidden)
+    try:
+        _end_ssh_masters()
+        _, health = fleet.json("health")
+        assert all(r["health"] == "healthy" for r in health["nodes"]), health["nodes"]
+        _, ran = fleet.json("exec", "all", "true")
+        assert ran["ok"] is True, ran
+        node = sorted(ports)[0]
+        assert fleet.deploy("ssh", node, "true").returncode == 0
+    finally:
+        hidden.rename(launch_key)
+
+    # Taken out of the fleet file: the next configure revokes it, and the provider's key still gets in.
+    text = fleet.fleet_file.read_text()
+    fleet.fleet_file.write_text(text.replace("  authorized_keys: [operator.pub]\n  identity_file: operator\n",
+                                             "  authorized_keys: []\n"))
+    try:
+        assert all(_login(operator, port).returncode == 0 for port in ports.values())
+        _, configured = fleet.json("configure")
+        assert configured["ok"] is True, configured["nodes"]
+        for port in ports.values():
+            refused = _login(operator, port)
+            assert refused.returncode != 0 and "Permission denied" in refused.stderr, refused.stderr
+            assert _login(launch_key, port).returncode == 0
+        _end_ssh_masters()
+        _, health = fleet.json("health")
+        assert all(r["health"] == "healthy" for r in health["nodes"]), health["nodes"]
+    finally:
+        fleet.fleet_file.write_text(text)
 
 
 def test_6_token_appears_only_in_the_nodes_config(fleet: Fleet) -> None:

@@ -373,7 +373,7 @@ class LocalProvider:
 
     def ssh_argv(self, port: int, instance_id: str, *command: str) -> list[str]:
         """Batch ssh to a node; its host key is pinned under its instance id at its first boot (trust on first use)."""
-        return ssh_argv(str(self.key_file), "127.0.0.1", port, *command, alias=instance_id,
+        return ssh_argv([str(self.key_file)], "127.0.0.1", port, *command, alias=instance_id,
                         known_hosts=known_hosts_file(self.fleet_dir), batch=True)
 
     def _wait_ssh(self, port: int, instance_id: str) -> None:

@@ -92,8 +92,9 @@ class SkyPilotProvider:
             yield self._load()
 
     def _nodes(self, records: dict[str, Any], names: Iterable[str]) -> list[Node]:
+        identity = self._fleet.ssh.identity_file
         return nodes_from_status((records[name] for name in names if name in records), self._key_store,
-                                 self._named_server())
+                                 self._named_server(), None if identity is None else str(identity))
 
     def _named_server(self) -> bool:
         """A server named by skypilot.api_server or SKYPILOT_API_SERVER_ENDPOINT counts as remote: its files are not

@@ -15,6 +15,7 @@ from typing import Any
 from fleetdeploy.errors import FleetError
 from fleetdeploy.private_files import write_private
 from fleetdeploy.providers.base import ActionKind, ClusterAction, Node
+from fleetdeploy.runs.ssh import NODE_USER
 
 
 def _status_value(status: Any) -> str:
@@ -35,7 +36,8 @@ def _instance_ids(handle: Any) -> dict[tuple[str, int], str]:
     return found
 
 
-def nodes_from_status(records: Iterable[Any], key_store: Path | None = None, remote: bool = False) -> list[Node]:
+def nodes_from_status(records: Iterable[Any], key_store: Path | None = None, remote: bool = False,
+                      own_key: str | None = None) -> list[Node]:
     """Map SkyPilot status records (with credentials) to Nodes: UP and INIT clusters, nodes with an IP only.
 
     An INIT cluster has lost nodes (partial spot preemption) or is still being launched: its surviving nodes are
@@ -60,6 +62,10 @@ def nodes_from_status(records: Iterable[Any], key_store: Path | None = None, rem
             # A remote API server's key path is on the server (whichever way it was named: the fleet file, the
             # environment, `sky api login`): the record also carries the key, kept here 0600.
             key = _keep_key(key_store, credentials.get("ssh_private_key_content"))
+        if not key and own_key:
+            # A server that withholds credentials (SkyPilot drops them for its `viewer` role) leaves the operator's
+            # own key (ssh.identity_file), which the ssh_access role installed for the image's login user.
+            key, user = own_key, user or NODE_USER
         if not user or not key:
             # One cluster without credentials must not hide the others' nodes; it shows as short in `status`.
             continue
