@@ -9,6 +9,7 @@ and 3.13. The E2E fleet's nodes are trixie, Python 3.13.
 from __future__ import annotations
 
 import gzip
+import fcntl
 import io
 import json
 import os
@@ -202,7 +203,7 @@ SITE = """
           - lookup('ansible.builtin.file', bacalhau_orchestrator_token_file) == expected_token
           - (lookup('ansible.builtin.file', bacalhau_image_archive) | length) == expected_archive_size | int
     - name: Wait
-      ansible.builtin.command: sleep {{ wait | default(0) }}
+      ansible.builtin.shell: sleep {{ wait | default(0) }} && touch {{ marker | default('/dev/null') }}
       changed_when: true
     - name: Report
       ansible.builtin.set_fact:
@@ -226,13 +227,14 @@ def _project_bundle(tmp_path: Path, site: str = SITE) -> Path:
 
 
 def _session(inventory: JSONObject, test_bundle: Path, image: str, extra: list[str], events: list[JSONObject],
-             base: Path, wrapper: tuple[str, ...] = ()) -> Session:
+             base: Path, wrapper: tuple[str, ...] = (), stop_grace_s: float = 60) -> Session:
     files = node_files(inventory, "edge-i-a", "t1", base=str(base))
     name = next(iter(files.archives))
     files.archives[name] = (files.archives[name][0], [image])
     args = ["-e", f"expected_token={TOKEN}", "-e", f"expected_archive_size={len('archive')}", *extra]
     return Session([*wrapper, OLDEST, "-c", DRIVER_SOURCE], files, read_secrets(files),
-                   lambda tag: test_bundle, "t1", args, events.append, timeout_s=300, base=str(base))
+                   lambda tag: test_bundle, "t1", args, events.append, timeout_s=300, base=str(base),
+                   stop_grace_s=stop_grace_s)
 
 
 def test_a_session_runs_the_playbook_on_the_node_and_leaves_nothing_there(
@@ -262,26 +264,58 @@ def test_an_archive_is_sent_only_to_a_node_that_lacks_its_image(inventory: JSONO
     assert outcome.rc == 2 and "expected_archive_size" in json.dumps(failed[0]["event_data"]["res"])
 
 
-def test_a_cancelled_session_stops_the_nodes_run_at_once_and_leaves_nothing(
-        inventory: JSONObject, tmp_path: Path) -> None:
-    # As over ssh: cancelling kills the controller's client (setsid -w here), while the driver lives on as on a
-    # node and only sees its session end.
+def _cancel_during_wait(inventory: JSONObject, tmp_path: Path, wait: int, grace: float) -> tuple[Path, float]:
+    """Cancel a session while its playbook runs `sleep <wait> && touch marker`; returns the node's base directory
+    and when the session was cancelled. As over ssh: cancelling kills the controller's client (setsid -w here),
+    while the driver lives on as on a node and only sees its session end."""
     test_bundle, base, events = _project_bundle(tmp_path), tmp_path / "node", []
-    session = _session(inventory, test_bundle, "x/none:1", ["-e", "wait=60"], events, base, ("setsid", "-w"))
+    session = _session(inventory, test_bundle, "x/none:1", ["-e", f"wait={wait}", "-e", f"marker={tmp_path}/done"],
+                       events, base, ("setsid", "-w"), stop_grace_s=grace)
     ended: list[SessionOutcome] = []
     runner = threading.Thread(target=lambda: ended.append(session.run()))
     runner.start()
     deadline = time.monotonic() + 120
-    while not any(e["event_data"].get("task") == "Wait" for e in events) and time.monotonic() < deadline:
+    while not _running(f"sleep {wait}") and time.monotonic() < deadline:  # the module has started
         time.sleep(0.2)
     started = time.monotonic()
     session.cancel()
     runner.join(30)
     assert not runner.is_alive() and time.monotonic() - started < 10
     assert ended[0].message == "cancelled"
-    while (os.listdir(base) != ["lock"] or _running("wait=60")) and time.monotonic() - started < 20:
+    # The playbook stops at once and the run directory (secrets and all) goes.
+    while (os.listdir(base) != ["lock"] or _running(f"wait={wait}")) and time.monotonic() - started < 25:
         time.sleep(0.2)
-    assert os.listdir(base) == ["lock"] and not _running("wait=60")  # the playbook stopped, secrets removed
+    assert os.listdir(base) == ["lock"] and not _running(f"wait={wait}")
+    return base, started
+
+
+def _lock_held(base: Path) -> bool:
+    with (base / "lock").open("w") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        return False
+
+
+def test_a_cancelled_session_stops_the_playbook_at_once_and_lets_a_running_module_finish(
+        inventory: JSONObject, tmp_path: Path) -> None:
+    """A module killed mid-way (dpkg unpacking) would leave the node for a person to mend: it finishes, with the
+    node's lock held so that the next run waits for it."""
+    base, _ = _cancel_during_wait(inventory, tmp_path, wait=14, grace=60)
+    assert not (tmp_path / "done").exists() and _running("sleep 14") and _lock_held(base)
+    deadline = time.monotonic() + 30
+    while (_running("sleep 14") or _lock_held(base)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert (tmp_path / "done").exists() and not _lock_held(base)
+
+
+def test_a_module_still_running_after_the_grace_is_killed(inventory: JSONObject, tmp_path: Path) -> None:
+    base, started = _cancel_during_wait(inventory, tmp_path, wait=61, grace=3)
+    while (_running("sleep 61") or _lock_held(base)) and time.monotonic() - started < 40:
+        time.sleep(0.2)
+    assert not _running("sleep 61") and not _lock_held(base) and not (tmp_path / "done").exists()
 
 
 def _running(needle: str) -> bool:

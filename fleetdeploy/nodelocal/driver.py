@@ -12,8 +12,9 @@ Stdout carries the playbook's FLEET-EVENT lines (callback_plugins/fleet_events.p
 `FLEET-ERROR <text>` says why the run could not start. Secrets only ever reach 0600 files in the run's 0700
 directory, never argv, environment or file names; the whole directory is removed when the run ends, however it
 ends. The controller keeps stdin open to the end: when it closes (the controller was cancelled, or the connection
-was lost) the playbook is stopped at once and the run removed. One run at a time per node (a lock file); a
-directory left by a run that could not clean up (the node lost power) is removed by the next.
+was lost) the playbook is stopped at once and the run removed; a module already running (an apt install, a docker
+load) is let finish, for up to the header's `stop_grace_s`, with the node's lock held. One run at a time per node
+(a lock file); a directory left by a run that could not clean up (the node lost power) is removed by the next.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ ERROR = "FLEET-ERROR "
 CHUNK = 1 << 20
 MIN_PYTHON = (3, 10)
 LOCK_WAIT_S = 120
+PLAYBOOK_STOP_S = 15  # ansible-playbook's own stop after SIGINT: it waits briefly for its workers, then ends them
 ASK_TIMEOUT_S = 30  # a hung engine must not hold the run: its images count as missing
 
 
@@ -53,6 +55,7 @@ class Header(TypedDict):
     archives: list[Archive]
     inventory: str
     args: list[str]  # ansible-playbook's arguments beyond the inventory and the playbook
+    stop_grace_s: float  # how long a module left running by a stopped playbook may take to finish
 
 
 def say(line: str) -> None:
@@ -99,17 +102,71 @@ def remove_other_runs(base: str) -> None:
             shutil.rmtree(path, ignore_errors=True)
 
 
-def stop_when_the_session_ends(stream: IO[bytes], process: subprocess.Popen[bytes]) -> None:
-    """The controller keeps stdin open for the whole run: its end means nobody reads the run any more."""
-    def wait() -> None:
-        while stream.read(CHUNK):
-            pass
+def kill_group(pgid: int, signum: int = signal.SIGKILL) -> None:
+    try:
+        os.killpg(pgid, signum)
+    except ProcessLookupError:
+        pass
+
+
+class Stop:
+    """How the playbook's processes end when nobody reads the run any more (its session ended first).
+
+    A SIGKILL of the whole group would cut a module mid-way: a dpkg killed while it unpacks leaves the node needing
+    `dpkg --configure -a` by hand, and the next run's apt fails. So ansible-playbook alone gets SIGINT (a terminal's
+    Ctrl-C): it starts no further task and ends its workers, and the module a worker had started runs on in the
+    group (ansible-core 2.17's workers and their modules share it). After the playbook, `let_modules_finish` waits
+    for the group to empty, up to the grace, with the node's lock held, and kills what is left.
+    """
+
+    def __init__(self, process: subprocess.Popen[bytes], grace_s: float) -> None:
+        self.process = process
+        self.grace_s = grace_s
+        self.requested = threading.Event()
+
+    def gently(self) -> None:
+        if self.requested.is_set():
+            return
+        self.requested.set()
         try:
-            os.killpg(process.pid, signal.SIGKILL)
+            os.kill(self.process.pid, signal.SIGINT)
+            self.process.wait(PLAYBOOK_STOP_S)
         except ProcessLookupError:
             pass
+        except subprocess.TimeoutExpired:
+            kill_group(self.process.pid)
 
-    threading.Thread(target=wait, daemon=True).start()
+    def at_once(self) -> None:
+        """The node is going down (SIGTERM, SIGHUP): nothing would be left to finish anyway."""
+        kill_group(self.process.pid)
+
+    def let_modules_finish(self) -> None:
+        if not self.requested.is_set():
+            return
+        # Nobody reads this side any more: let go of the session's pipes, so that it ends now, not with the module.
+        quiet = os.open(os.devnull, os.O_WRONLY)
+        for stream in (1, 2):
+            os.dup2(quiet, stream)
+        os.close(quiet)
+        deadline = time.monotonic() + self.grace_s
+        try:
+            while time.monotonic() < deadline:
+                try:
+                    os.killpg(self.process.pid, 0)
+                except ProcessLookupError:
+                    return
+                time.sleep(0.5)
+        finally:
+            kill_group(self.process.pid)
+
+    def when_the_session_ends(self, stream: IO[bytes]) -> None:
+        """The controller keeps stdin open for the whole run: its end means nobody reads the run any more."""
+        def wait() -> None:
+            while stream.read(CHUNK):
+                pass
+            self.gently()
+
+        threading.Thread(target=wait, daemon=True).start()
 
 
 def engine_running() -> bool:
@@ -165,7 +222,8 @@ def receive_archives(stream: IO[bytes], run_dir: str, archives: list[Archive]) -
                 read_exact(stream, size, handle)
 
 
-def run_playbook(stream: IO[bytes], run_dir: str, header: Header, lock: IO[str]) -> int:
+def run_playbook(stream: IO[bytes], run_dir: str, header: Header, lock: IO[str], stops: list[Stop]) -> int:
+    """Run site.yml, its events to stdout; the run's Stop is appended to `stops` as soon as the playbook starts."""
     env = {
         "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
         "HOME": run_dir,
@@ -190,15 +248,21 @@ def run_playbook(stream: IO[bytes], run_dir: str, header: Header, lock: IO[str])
         # The playbook holds the node's lock too: were this driver killed, no next run starts beside it.
         process = subprocess.Popen(argv, cwd=run_dir, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                    stderr=errors, start_new_session=True, pass_fds=(lock.fileno(),))
-        stop_when_the_session_ends(stream, process)
+        stop = Stop(process, float(header["stop_grace_s"]))
+        stops.append(stop)
+        stop.when_the_session_ends(stream)
         assert process.stdout is not None
         try:
             for line in process.stdout:
                 sys.stdout.buffer.write(line)
                 sys.stdout.flush()
             rc = process.wait()
+        except BrokenPipeError:  # the controller is gone: as when stdin ends
+            stop.gently()
+            process.wait()
+            raise
         except BaseException:
-            os.killpg(process.pid, signal.SIGKILL)
+            stop.at_once()
             process.wait()
             raise
         if rc != 0:
@@ -224,6 +288,7 @@ def main() -> int:
     remove_other_runs(base)
     run_dir = os.path.join(base, "run-" + header["run"])
     os.mkdir(run_dir, 0o700)
+    stops: list[Stop] = []
     try:
         os.mkdir(os.path.join(run_dir, "secrets"), 0o700)
         os.mkdir(os.path.join(run_dir, "tmp"), 0o700)
@@ -232,10 +297,14 @@ def main() -> int:
             private_file(os.path.join(run_dir, "secrets", name), text.encode())
         private_file(os.path.join(run_dir, "inventory.yml"), header["inventory"].encode())
         receive_archives(stream, run_dir, header["archives"])
-        rc = run_playbook(stream, run_dir, header, lock)
+        rc = run_playbook(stream, run_dir, header, lock, stops)
     finally:
-        shutil.rmtree(run_dir, ignore_errors=True)
-        lock.close()
+        shutil.rmtree(run_dir, ignore_errors=True)  # secrets first: a module still finishing needs none of them
+        try:
+            for stop in stops:
+                stop.let_modules_finish()
+        finally:
+            lock.close()
     say(RC + str(rc))
     return 0
 

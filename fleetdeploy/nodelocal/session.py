@@ -30,6 +30,9 @@ EVENT = "FLEET-EVENT "  # callback_plugins/fleet_events.py's prefix
 DRIVER_SOURCE = Path(driver.__file__).read_text(encoding="utf-8")
 _CHUNK = 1 << 20
 AWS_SECRET = SECRET_FILES["aws_credentials_source_file"]
+# A module a cancelled run left running (an apt install, a docker load) may finish for this long on the node, with
+# its lock held: below the driver's LOCK_WAIT_S, so the next run waits for it instead of failing.
+STOP_GRACE_S = 100.0
 
 
 @dataclass
@@ -60,10 +63,10 @@ class LocalFileError(Exception):
 
 
 def header(run_id: str, files: NodeFiles, secrets: dict[str, str], bundle_size: int, args: list[str],
-           base: str = NODE_BASE) -> bytes:
+           base: str = NODE_BASE, stop_grace_s: float = STOP_GRACE_S) -> bytes:
     archives = [{"file": name, "images": images} for name, (_, images) in files.archives.items()]
     document = {"run": run_id, "base": base, "bundle_size": bundle_size, "secrets": secrets,
-                "archives": archives, "inventory": files.inventory, "args": args}
+                "archives": archives, "inventory": files.inventory, "args": args, "stop_grace_s": stop_grace_s}
     return json.dumps(document).encode() + b"\n"
 
 
@@ -73,8 +76,10 @@ class Session:
 
     def __init__(self, argv: list[str], files: NodeFiles, secrets: dict[str, str],
                  bundle_for: Callable[[str], Path], run_id: str, args: list[str],
-                 on_event: Callable[[JSONObject], None], timeout_s: float, base: str = NODE_BASE) -> None:
+                 on_event: Callable[[JSONObject], None], timeout_s: float, base: str = NODE_BASE,
+                 stop_grace_s: float = STOP_GRACE_S) -> None:
         self._argv = argv
+        self._stop_grace_s = stop_grace_s
         self._files = files
         self._secrets = secrets
         self._bundle_for = bundle_for
@@ -166,7 +171,8 @@ class Session:
     def _send_start(self, stdin: IO[bytes] | None, bundle: Path) -> None:
         assert stdin is not None
         with _opened(bundle) as (source, size):
-            stdin.write(header(self._run_id, self._files, self._secrets, size, self._args, self._base))
+            stdin.write(header(self._run_id, self._files, self._secrets, size, self._args, self._base,
+                               self._stop_grace_s))
             _copy(source, size, stdin, bundle)
         stdin.flush()
 
