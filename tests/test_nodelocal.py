@@ -264,6 +264,14 @@ def test_an_archive_is_sent_only_to_a_node_that_lacks_its_image(inventory: JSONO
     assert outcome.rc == 2 and "expected_archive_size" in json.dumps(failed[0]["event_data"]["res"])
 
 
+def test_a_check_run_is_sent_no_archive(inventory: JSONObject, tmp_path: Path) -> None:
+    """It loads nothing: at 300 new nodes a dry run would otherwise move an image archive to each."""
+    events: list[JSONObject] = []
+    outcome = _session(inventory, _project_bundle(tmp_path), "x/none:1", ["--check", "-e", "expected_archive_size=0"],
+                       events, tmp_path / "node").run()
+    assert outcome.rc == 0, [e["event_data"].get("res") for e in events if e["event"] == "runner_on_failed"]
+
+
 def _cancel_during_wait(inventory: JSONObject, tmp_path: Path, wait: int, grace: float) -> tuple[Path, float]:
     """Cancel a session while its playbook runs `sleep <wait> && touch marker`; returns the node's base directory
     and when the session was cancelled. As over ssh: cancelling kills the controller's client (setsid -w here),

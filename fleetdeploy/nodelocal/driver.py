@@ -205,13 +205,14 @@ def extract(stream: IO[bytes], size: int, target: str) -> None:
     os.unlink(archive)
 
 
-def receive_archives(stream: IO[bytes], run_dir: str, archives: list[Archive]) -> None:
+def receive_archives(stream: IO[bytes], run_dir: str, archives: list[Archive], check: bool = False) -> None:
     """Ask for the archives whose images this node lacks; write each (or an empty stand-in: the role only loads an
     archive when its image is missing, and then it has the real one)."""
-    # A stopped engine is not asked (nor started): its images are taken as missing, and the archives sent.
-    running = bool(archives) and engine_running()
-    needed = [index for index, entry in enumerate(archives)
-              if not (running and all(has_image(i) for i in entry["images"]))]
+    # A stopped engine is not asked (nor started): its images are taken as missing, and the archives sent. A check
+    # run loads nothing, so it is sent nothing: the role reports the load it would do from the stand-in as well.
+    running = bool(archives) and not check and engine_running()
+    needed = [] if check else [index for index, entry in enumerate(archives)
+                               if not (running and all(has_image(i) for i in entry["images"]))]
     say(NEED + json.dumps(needed))
     for index, entry in enumerate(archives):
         path = os.path.join(run_dir, entry["file"])
@@ -296,7 +297,7 @@ def main() -> int:
         for name, text in header["secrets"].items():
             private_file(os.path.join(run_dir, "secrets", name), text.encode())
         private_file(os.path.join(run_dir, "inventory.yml"), header["inventory"].encode())
-        receive_archives(stream, run_dir, header["archives"])
+        receive_archives(stream, run_dir, header["archives"], check="--check" in header["args"])
         rc = run_playbook(stream, run_dir, header, lock, stops)
     finally:
         shutil.rmtree(run_dir, ignore_errors=True)  # secrets first: a module still finishing needs none of them
