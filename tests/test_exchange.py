@@ -133,6 +133,16 @@ def test_exchanges_run_in_parallel_and_a_cancel_kills_them(tmp_path: Path) -> No
     assert all(a.facts["fleet_report_not_configured"] is True for a in answers.values())
 
 
+def test_a_fleet_of_300_is_asked_in_one_round(tmp_path: Path) -> None:
+    """Each exchange lasts as long as the node's health check (its readings interval): rounds would multiply it.
+    Each stand-in answers only once all 300 have started, so any cap below 300 ends in timeouts."""
+    nodes = {f"n{i}": NODE for i in range(300)}
+    barrier = f"touch {tmp_path}/$$; until [ $(ls {tmp_path} | wc -l) -ge 300 ]; do sleep 0.5; done"
+    answers = Exchanges(lambda node: ["sh", "-c", barrier], "", timeout_s=90).run(nodes)
+    assert len(answers) == 300 and not any(a.unreachable for a in answers.values()), \
+        {a.message for a in answers.values()}
+
+
 def test_an_exchange_past_its_timeout_is_ended_and_one_nodes_trouble_stays_its_own() -> None:
     answers = Exchanges(lambda node: ["sleep", "30"], "", timeout_s=0.5).run({"n": NODE})
     assert answers["n"].unreachable and answers["n"].message == "no answer within 0.5 s"

@@ -6,7 +6,6 @@ report and the convergence stamp's facts.
 
 from __future__ import annotations
 
-import resource
 import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -20,6 +19,7 @@ from fleetdeploy.nodelocal.session import Session, SessionOutcome, driver_comman
 from fleetdeploy.nodelocal.wheels import wheels
 from fleetdeploy.providers.base import Node
 from fleetdeploy.runs.exchange import CONVERGED_FACT, DRIFT_FACT, NODE_PYTHON, ExchangeResult, exchange_argv
+from fleetdeploy.runs.processes import allow_open_files
 from fleetdeploy.runs.runner import EventCollector, HostResult, RunObserver, RunResult, extra_var_args
 from fleetdeploy.runs.ssh import CONTROL_DIR, host_key_changed, refused_message
 
@@ -27,7 +27,6 @@ from fleetdeploy.runs.ssh import CONTROL_DIR, host_key_changed, refused_message
 # being on the nodes: ~10 MB and 3 file descriptors each (docs/scale.md). 300, the fleets' largest, in one wave;
 # a larger fleet starts its next nodes as the first finish.
 MAX_SESSIONS = 300
-_FILES_PER_SESSION = 8  # this process's pipes and stderr file, the ssh client's, with room
 TIMEOUT_S = 3600.0  # a first configure installs the engine and loads images: slow, but never forever
 
 
@@ -73,7 +72,7 @@ def run_on_nodes(observer: RunObserver, inventory_file: Path, nodes: dict[str, N
         raise InputError(f"cannot read a secret file for the nodes: {exc}") from None
     args = playbook_args(check, extra_vars)
     CONTROL_DIR.mkdir(parents=True, exist_ok=True, mode=0o700)
-    _allow_open_files(min(MAX_SESSIONS, len(nodes)) * _FILES_PER_SESSION)
+    allow_open_files(min(MAX_SESSIONS, len(nodes)))
     lock = threading.Lock()
     log = run_log.open("a", encoding="utf-8") if run_log is not None else None
     collector = EventCollector(observer, log)
@@ -120,14 +119,6 @@ def _run_one(session: Session) -> SessionOutcome:
         return session.run()
     except Exception as exc:  # noqa: BLE001 - one node's trouble is that node's, never the whole run's
         return SessionOutcome(message=f"the session failed: {type(exc).__name__}: {exc}"[:400])
-
-
-def _allow_open_files(wanted: int) -> None:
-    """Raise this process's soft limit on open files toward the hard limit (1024 by default: ~120 sessions)."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    target = wanted + 256 if hard == resource.RLIM_INFINITY else min(hard, wanted + 256)
-    if soft != resource.RLIM_INFINITY and soft < target:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
 
 
 def _ended_by_probe(observer: RunObserver, verdicts: dict[str, ExchangeResult]) -> dict[str, HostResult]:

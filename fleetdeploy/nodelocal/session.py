@@ -11,7 +11,6 @@ import functools
 import json
 import os
 import shlex
-import signal
 import subprocess
 import tempfile
 import threading
@@ -25,6 +24,7 @@ from fleetdeploy.nodelocal import driver
 from fleetdeploy.nodelocal.node_inventory import NODE_BASE, SECRET_FILES, NodeFiles, credentials_for_node
 from fleetdeploy.nodelocal.wheels import platform_tag
 from fleetdeploy.runs.exchange import SSH_FAILED
+from fleetdeploy.runs.processes import kill_group
 
 EVENT = "FLEET-EVENT "  # callback_plugins/fleet_events.py's prefix
 DRIVER_SOURCE = Path(driver.__file__).read_text(encoding="utf-8")
@@ -97,7 +97,7 @@ class Session:
         with self._lock:
             self._cancelled = True
             if self._process is not None:
-                _kill(self._process)
+                kill_group(self._process)
                 _close(self._process.stdin)  # the end of the session for the node, however the client went
 
     def run(self) -> SessionOutcome:
@@ -117,7 +117,7 @@ class Session:
                 process.wait()
             finally:
                 watchdog.cancel()
-                _kill(process)
+                kill_group(process)
                 process.wait()
                 _close(process.stdin)
             errors.seek(0)
@@ -135,7 +135,7 @@ class Session:
                     bundle = self._bundle_for(platform_tag(str(platform.get("python")), str(platform.get("machine"))))
                 except Exception as exc:  # noqa: BLE001 - this node's failure, never a hung session
                     outcome.message = f"no bundle for the node: {exc}"[:400]
-                    _kill(process)
+                    kill_group(process)
                     break
                 if not self._send(process, functools.partial(self._send_start, process.stdin, bundle), outcome):
                     break
@@ -162,7 +162,7 @@ class Session:
             send()
         except LocalFileError as exc:
             outcome.message = str(exc)
-            _kill(process)
+            kill_group(process)
             return False
         except (OSError, ValueError):
             pass  # the node went away, or a cancel closed the stream: its exit code and stderr say why
@@ -236,11 +236,3 @@ def _close(stream: IO[bytes] | None) -> None:
             stream.close()
         except (OSError, ValueError):
             pass  # the other end is gone already, or a write on another thread just failed
-
-
-def _kill(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        try:
-            os.killpg(process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass

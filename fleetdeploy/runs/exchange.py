@@ -16,9 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shlex
-import signal
 import subprocess
 import threading
 from collections.abc import Callable
@@ -32,6 +30,7 @@ from fleetdeploy.health.exchange import DEFAULT_SCRIPT, NOT_CONFIGURED, facts_fr
 from fleetdeploy.jsondoc import JSON, JSONObject, as_object
 from fleetdeploy.paths import PLAYBOOKS_DIR
 from fleetdeploy.providers.base import Node
+from fleetdeploy.runs.processes import allow_open_files, kill_group
 from fleetdeploy.runs.ssh import host_key_changed, ssh_argv
 
 STATE_SOURCE = PLAYBOOKS_DIR / "module_utils" / "fleet_state.py"
@@ -42,7 +41,9 @@ DRIFT_FACT = "fleet_report_drift"
 _SEPARATOR = "FLEET-EXCHANGE-HEALTH-FOLLOWS"
 _HEALTH_RC = "FLEET-EXCHANGE-HEALTH-RC="
 NODE_PYTHON = "/usr/bin/python3"
-MAX_PARALLEL = 50
+# Every node at once up to this many (as node-local configure's sessions): an exchange is one short ssh client,
+# and at 300 nodes rounds of 50 made a health read or a watcher tick six readings intervals long.
+MAX_PARALLEL = 300
 TIMEOUT_S = 120.0  # the health check's readings check waits up to its interval; a hung node must not hold a tick
 CONNECT_TIMEOUT_S = 20  # as ansible.cfg's timeout: a busy spot node is slow to finish the handshake
 SSH_FAILED = 255  # ssh's own exit code: the connection failed or was lost
@@ -127,6 +128,7 @@ class Exchanges:
         """Every node's answer; `done` hears each one as it arrives (live progress)."""
         if not nodes:
             return {}
+        allow_open_files(min(MAX_PARALLEL, len(nodes)))
         with ThreadPoolExecutor(max_workers=min(MAX_PARALLEL, len(nodes))) as pool:
             try:
                 futures = {pool.submit(self._one, node): name for name, node in nodes.items()}
@@ -144,7 +146,7 @@ class Exchanges:
         self._cancelled.set()
         with self._lock:
             for process in self._running:
-                _kill(process)
+                kill_group(process)
 
     def _one(self, node: Node) -> ExchangeResult:
         try:
@@ -161,11 +163,11 @@ class Exchanges:
         with self._lock:
             self._running.add(process)
             if self._cancelled.is_set():  # cancelled while it was starting
-                _kill(process)
+                kill_group(process)
         try:
             stdout, stderr = process.communicate(self._script, timeout=self._timeout_s)
         except subprocess.TimeoutExpired:
-            _kill(process)
+            kill_group(process)
             process.communicate()
             return ExchangeResult(unreachable=True, message=f"no answer within {self._timeout_s:g} s")
         finally:
@@ -174,13 +176,6 @@ class Exchanges:
         if self._cancelled.is_set():
             return ExchangeResult(message="cancelled")
         return parse_answer(process.returncode, stdout.decode(errors="replace"), stderr.decode(errors="replace"))
-
-
-def _kill(process: subprocess.Popen[bytes]) -> None:
-    try:
-        os.killpg(process.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass  # already gone
 
 
 def control_path(node: Node, control_dir: Path) -> str:
