@@ -99,6 +99,35 @@ def test_each_kind_of_drift_is_named_and_only_its_role_runs(node: dict[str, Any]
                                f"file {node['dir'] / 'b.conf'}: content changed"], result["drift"]
 
 
+def test_a_managed_block_is_the_roles_and_the_rest_of_its_file_is_not(node: dict[str, Any]) -> None:
+    """authorized_keys: the ssh_access role owns its marked block, the file's mode and owner; the launch key and a
+    person's own line around it are not the role's, so they are not drift (the role would change nothing)."""
+    keys = node["dir"] / "authorized_keys"
+    block = "# BEGIN fleetdeploy: keys\nssh-ed25519 AAAA alice\n# END fleetdeploy: keys\n"
+    keys.write_text("ssh-ed25519 LAUNCH launch\n" + block)
+    keys.chmod(0o600)
+    node["roles"]["access"] = {"blocks": [str(keys)]}
+    recorded = _record(node)
+    assert not recorded.get("failed"), recorded
+
+    def verify() -> dict[str, Any]:
+        return _run({"path": node["stamp"], "digest": "d1", "roles": ["base", "app", "access"],
+                     "base_roles": ["base"]}, fast=node["fast"])
+
+    keys.write_text("ssh-ed25519 LAUNCH launch\n" + block + "ssh-rsa AAAB someone's own\n")
+    assert verify()["converged"] is True
+    keys.write_text("ssh-ed25519 LAUNCH launch\n" + block.replace("alice", "mallory"))
+    assert verify()["drift"] == [f"block {keys}: content changed"]
+    keys.write_text("ssh-ed25519 LAUNCH launch\n")
+    assert verify()["drift"] == [f"block {keys}: content changed"]
+    keys.write_text("ssh-ed25519 LAUNCH launch\n" + block)
+    keys.chmod(0o666)  # sshd's StrictModes refuses such a file: logins with every key in it fail
+    result = verify()
+    assert result["drift"] == [f"block {keys}: mode changed"] and result["run_roles"] == ["access"], result
+    keys.unlink()
+    assert verify()["drift"] == [f"block {keys}: missing"]
+
+
 def test_drift_in_a_base_role_runs_every_role(node: dict[str, Any]) -> None:
     _record(node)
     (node["dir"] / "a.conf").unlink()

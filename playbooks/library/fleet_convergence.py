@@ -44,7 +44,8 @@ options:
     description:
       - verify - every role site.yml applies, in order; C(run_roles) is a subset of them.
       - record - per role, what it manages (its C(<role>_managed) fact, or the manifest the last stamp held for a
-        role this run skipped). Keys C(files), C(absent), C(directories), C(packages), C(services),
+        role this run skipped). Keys C(files), C(blocks) (files of which only the C(# BEGIN fleetdeploy) block,
+        type, mode and owner are the role's), C(absent), C(directories), C(packages), C(services),
         C(containers); each a list.
     type: raw
     required: true

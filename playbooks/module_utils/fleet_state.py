@@ -18,11 +18,15 @@ import sys
 import tempfile
 from typing import Any, Dict, List, Tuple
 
-KINDS = ("files", "absent", "directories", "packages", "services", "containers")
+KINDS = ("files", "blocks", "absent", "directories", "packages", "services", "containers")
 # How each kind names its things in the state and in drift lines ("file /etc/x", "container sensor").
-KIND_LABEL = {"files": "file", "absent": "absent", "directories": "directory", "packages": "package",
-              "services": "service", "containers": "container"}
-PATH_KINDS = ("files", "absent", "directories")
+KIND_LABEL = {"files": "file", "blocks": "block", "absent": "absent", "directories": "directory",
+              "packages": "package", "services": "service", "containers": "container"}
+PATH_KINDS = ("files", "blocks", "absent", "directories")
+# A block a role manages inside a file others write too (blockinfile's markers start so): only the block, and
+# the file's type, mode and owner, are the role's; a line someone adds outside it is not drift.
+BLOCK_BEGIN = "# BEGIN fleetdeploy"
+BLOCK_END = "# END fleetdeploy"
 DPKG_STATUS = "/var/lib/dpkg/status"
 ENGINE_SERVICE = "docker"
 # systemd ActiveStates of a unit that is not running and not on its way up ("unknown": systemctl failed).
@@ -63,6 +67,22 @@ def _path_state(path: str, want_checksum: bool) -> Dict[str, Any]:
     if want_checksum and stat.S_ISREG(info.st_mode):
         with open(path, "rb") as handle:
             state["sha256"] = hashlib.sha256(handle.read()).hexdigest()
+    return state
+
+
+def _block_state(path: str) -> Dict[str, Any]:
+    state = _path_state(path, want_checksum=False)
+    if state["exists"] and stat.S_ISREG(state["type"]):
+        block: List[bytes] = []
+        inside = False
+        with open(path, "rb") as handle:
+            for line in handle:
+                inside = inside or line.startswith(BLOCK_BEGIN.encode())
+                if inside:
+                    block.append(line)
+                if line.startswith(BLOCK_END.encode()):
+                    inside = False
+        state["block_sha256"] = hashlib.sha256(b"".join(block)).hexdigest()
     return state
 
 
@@ -154,6 +174,8 @@ def measure(manifest: Dict[str, List[str]]) -> Dict[str, Any]:
     state: Dict[str, Any] = {}
     for path in manifest["files"]:
         state[_key("files", path)] = _path_state(path, want_checksum=True)
+    for path in manifest["blocks"]:
+        state[_key("blocks", path)] = _block_state(path)
     for path in manifest["absent"]:
         state[_key("absent", path)] = {"exists": os.path.lexists(path)}
     for path in manifest["directories"]:
@@ -185,10 +207,11 @@ def measure_roles(manifests: Dict[str, Dict[str, List[str]]]) -> Dict[str, Dict[
 
 def describe(key: str, recorded: Any, current: Any) -> str:
     """One line per drifted thing: what kind of change, never a checksum or a file's content."""
-    if key.startswith(("file ", "directory ")):
+    if key.startswith(("file ", "block ", "directory ")):
         if not current.get("exists"):
             return f"{key}: missing"
-        changed = [label for label, field in (("content", "sha256"), ("type", "type"), ("mode", "mode"),
+        content = ("content", "block_sha256" if key.startswith("block ") else "sha256")
+        changed = [label for label, field in (content, ("type", "type"), ("mode", "mode"),
                                               ("owner", "uid"), ("group", "gid"))
                    if recorded.get(field) != current.get(field)]
         return f"{key}: {', '.join(changed)} changed"

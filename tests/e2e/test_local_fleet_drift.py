@@ -21,8 +21,8 @@ pytestmark = pytest.mark.e2e
 
 # Every file the roles write on this fleet's nodes (AWS credentials on; the local provider sets a daemon
 # environment, so the docker drop-in exists). The stamp's manifest must list exactly these.
+AUTHORIZED_KEYS = "/home/ubuntu/.ssh/authorized_keys"  # ssh_access's block in it (the rest is the provider's)
 ROLE_FILES = {
-    "/home/ubuntu/.ssh/authorized_keys",
     "/etc/systemd/system/docker.service.d/environment.conf",
     "/etc/fleet/aws/credentials",
     "/etc/fleet/aws/config",
@@ -94,6 +94,10 @@ def _cases() -> list[Case]:
     cases = [case for path, case in files.items() if path not in paired]
     cases.append(_together(files[paired[0]], files[paired[1]]))
     cases += _container_cases("bacalhau") + _container_cases("sensor")
+    # Inside the role's block (a line outside it is not the role's: test_local_fleet_ops.py, test 5h).
+    cases.append(Case("an operator's key edited in authorized_keys",
+                      f"sed -i 's/operator@e2e$/operator@someone-else/' {AUTHORIZED_KEYS}",
+                      frozenset({f"block {AUTHORIZED_KEYS}"})))
     # apt keeps the downloaded .deb: reinstalling needs the package lists only.
     cases.append(Case("cron package removed", "DEBIAN_FRONTEND=noninteractive apt-get remove -y -qq cron >/dev/null",
                       frozenset({"package cron"}), also=frozenset({"service cron"})))
@@ -117,6 +121,7 @@ def test_stamp_manifest_lists_every_file_the_roles_write(fleet: Fleet) -> None:
         files = [path for manifest in manifests.values() for path in manifest["files"]]
         assert sorted(files) == sorted(ROLE_FILES), files  # each file once, owned by one role
         assert (manifests["bacalhau"]["containers"], manifests["sensor"]["containers"]) == (["bacalhau"], ["sensor"])
+        assert manifests["ssh_access"]["blocks"] == [AUTHORIZED_KEYS]
         assert "cron" in manifests["health_check"]["packages"] and manifests["docker"]["services"] == ["docker"]
         mode = docker_out("exec", container, "stat", "-c", "%a %U", STAMP).split()
         assert mode == ["600", "root"], mode  # checksums of secret files: root only

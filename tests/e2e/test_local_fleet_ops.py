@@ -242,6 +242,11 @@ def test_5h_an_operators_own_key_is_installed_used_and_revoked(fleet: Fleet) -> 
         lines = docker_out("exec", container, "cat", "/home/ubuntu/.ssh/authorized_keys").splitlines()
         keys = [line.split()[:2] for line in lines if line and not line.startswith("#")]
         assert keys == [launch_line, (operator.with_name("operator.pub").read_text().split()[:2])], lines
+    # A line someone adds outside the role's block is theirs: not drift, and kept.
+    docker_out("exec", sorted(fleet.containers().values())[0], "sh", "-c",
+               "echo '# added by hand' >> /home/ubuntu/.ssh/authorized_keys")
+    _, check = fleet.json("configure", "--check")
+    assert check["drifted"] == [] and all(n["state"] == "converged" for n in check["nodes"]), check["nodes"]
 
     # Without the provider's key the tool gets in with the operator's: health (the exchange), exec (Ansible), ssh.
     hidden = launch_key.with_name("id_ed25519.hidden")
