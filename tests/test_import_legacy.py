@@ -23,8 +23,10 @@ LEGACY = REPO / "tests" / "legacy"
 TOKEN = "legacy-token-never-printed-7f3a"
 
 
-def _deploy(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
+def _deploy(*args: str, cwd: Path = REPO, home: Path | None = None) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ, NO_COLOR="1", COLUMNS="200")
+    if home is not None:
+        env["HOME"] = str(home)
     return subprocess.run([sys.executable, str(REPO / "deploy.py"), *args], capture_output=True, text=True,
                           env=env, cwd=cwd, timeout=120)
 
@@ -41,8 +43,9 @@ def _project(tmp_path: Path, config: str, files: str, endpoint: str = "nats://or
     return project / "config.yaml"
 
 
-def _import(config: Path, *extra: str) -> tuple[dict[str, Any], str]:
-    done = _deploy("import-legacy", str(config), *extra)
+def _import(config: Path, *extra: str, home: Path | None = None) -> tuple[dict[str, Any], str]:
+    # A HOME of the test's own: the legacy configs name ~/.ssh keys, and this machine's must not decide.
+    done = _deploy("import-legacy", str(config), *extra, home=home or config.parent)
     assert done.returncode == 0, done.stderr
     assert TOKEN not in done.stdout + done.stderr
     return yaml.safe_load(done.stdout), done.stderr
@@ -70,8 +73,12 @@ def test_amauo_3_0_20_project_becomes_a_fleet_that_plan_accepts(tmp_path: Path) 
     assert fleet["defaults"] == {"instance_type": "t3.medium", "spot": True, "disk_size_gb": 50}
     token_file = config.parent / "instance-files/etc/bacalhau/orchestrator_token"
     assert fleet["orchestrator"] == {"endpoint": "nats://orch.example.com:4222", "token_file": str(token_file)}
-    for key in ("username", "private_ssh_key_path", "files_directory", "tags", "use_dedicated_vpc"):
+    for key in ("username", "files_directory", "tags", "use_dedicated_vpc"):
         assert f"note: aws.{key}: no equivalent (" in notes, key
+    # No such key pair in this HOME: left out, and said why.
+    assert "note: aws.public_ssh_key_path and aws.private_ssh_key_path: not carried over (ssh.authorized_keys.0: " \
+        in notes and "id_ed25519.pub: file not found); the nodes still take SkyPilot's key" in notes
+    assert "ssh" not in fleet
     assert "us-west-2: image auto means the newest Ubuntu AMI" in notes
 
     fleet_file = tmp_path / "fleet.yaml"
@@ -81,6 +88,22 @@ def test_amauo_3_0_20_project_becomes_a_fleet_that_plan_accepts(tmp_path: Path) 
     rendered = render_task(load_fleet(fleet_file), "ap-southeast-2")
     assert rendered["resources"]["image_id"] == "ami-0e8fd5cc56e4ad1e5"  # type: ignore[index]
     assert "image_id" not in render_task(load_fleet(fleet_file), "us-east-1")["resources"]  # type: ignore[operator]
+
+
+def test_the_legacy_key_pair_becomes_the_operators_own_key(tmp_path: Path) -> None:
+    config = _project(tmp_path, "spot-deployer-v1.0.x.config.yaml", "files")
+    home = tmp_path / "home"
+    (home / ".ssh").mkdir(parents=True)
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(home / ".ssh" / "id_ed25519")],
+                   check=True)
+    fleet, notes = _import(config, home=home)
+    # As written: `~` is whoever runs the fleet file, each operator their own key.
+    assert fleet["ssh"] == {"authorized_keys": ["~/.ssh/id_ed25519.pub"], "identity_file": "~/.ssh/id_ed25519"}
+    assert "aws.public_ssh_key_path -> ssh.authorized_keys, aws.private_ssh_key_path -> ssh.identity_file" in notes
+    fleet_file = tmp_path / "fleet.yaml"
+    fleet_file.write_text(_deploy("import-legacy", str(config), home=home).stdout)
+    planned = _deploy("-f", str(fleet_file), "plan", "-o", "json", home=home)
+    assert planned.returncode == 0, planned.stderr
 
 
 def test_spot_deployer_v1_project_with_a_price_limit(tmp_path: Path) -> None:

@@ -19,9 +19,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
+from pydantic import ValidationError
 
 from fleetdeploy.errors import InputError
+from fleetdeploy.fleet.fleetfile import one_line
 from fleetdeploy.fleet.model import DEFAULT_BACALHAU_VERSION
+from fleetdeploy.fleet.ssh_spec import SshSpec
 from fleetdeploy.jsondoc import JSON, JSONObject, as_list, as_object
 
 ENDPOINT_FILE = "orchestrator_endpoint"
@@ -32,13 +35,13 @@ AWS_CREDENTIALS_PLACES = ("instance-files/etc/aws/credentials/aws-credentials", 
 # The sensor release this project's example fleet pins: legacy compose files ran `:latest`, which we refuse.
 SENSOR_VERSION = "v1.17.0"
 _AMI = re.compile(r"ami-[0-9a-f]{8,17}")
+# The legacy tool's own key pair: the fleet file's ssh.authorized_keys and ssh.identity_file.
+SSH_KEYS = ("public_ssh_key_path", "private_ssh_key_path")
 
 # Legacy keys with no equivalent here, and why (everything under `aws:` not mapped below).
 NO_EQUIVALENT = {
     "username": "SkyPilot logs in with its image's user and its own key",
-    "ssh_key_name": "SkyPilot manages the SSH key",
-    "public_ssh_key_path": "SkyPilot manages the SSH key",
-    "private_ssh_key_path": "SkyPilot manages the SSH key",
+    "ssh_key_name": "SkyPilot manages the EC2 key pair",
     "files_directory": "the roles configure the nodes; custom files are not uploaded (use role_vars)",
     "scripts_directory": "the roles configure the nodes; custom scripts are not run",
     "cloud_init_template": "the roles configure the nodes; no cloud-init template is used",
@@ -159,6 +162,25 @@ def _fleet_name(path: Path, aws: JSONObject, name: str | None) -> str:
     return cleaned[:40].strip("-")
 
 
+def _ssh(path: Path, aws: JSONObject) -> tuple[JSONObject, str]:
+    """The operator's own key pair, as the fleet file's `ssh:` section (the paths as written: `~` is whoever runs
+    it), when it is one this machine can check; else a note saying why it was left out."""
+    public, private = (str(aws.get(key) or "").strip() for key in SSH_KEYS)
+    if not public:
+        return {}, ""
+    ssh: JSONObject = {"authorized_keys": [public]}
+    if private:
+        ssh["identity_file"] = private
+    try:
+        SshSpec.model_validate(ssh, context={"base_dir": path.resolve().parent})
+    except ValidationError as exc:
+        return {}, (f"aws.{' and aws.'.join(k for k in SSH_KEYS if aws.get(k))}: not carried over "
+                    f"(ssh.{one_line(exc, SshSpec)}); the nodes still take SkyPilot's key")
+    return ssh, ("aws.public_ssh_key_path -> ssh.authorized_keys"
+                 + (", aws.private_ssh_key_path -> ssh.identity_file" if private else "")
+                 + ": the nodes accept your key (the ssh_access role), and the tool offers it before SkyPilot's")
+
+
 def import_legacy(path: Path, files_dir: Path | None = None, name: str | None = None) -> LegacyImport:
     """The fleet file for a legacy config, and the notes on what did not carry over."""
     data = _read_config(path)
@@ -214,10 +236,15 @@ def import_legacy(path: Path, files_dir: Path | None = None, name: str | None = 
     if credentials is not None:
         fleet["aws_credentials"] = {"file": str(credentials.resolve())}
         notes.append(f"the nodes' S3 credentials: {credentials} (the aws_credentials role installs them, 0600)")
+    ssh, ssh_note = _ssh(path, aws)
+    if ssh:
+        fleet["ssh"] = ssh
+    if ssh_note:
+        notes.append(ssh_note)
     for key, why in NO_EQUIVALENT.items():
         if key in aws:
             notes.append(f"aws.{key}: no equivalent ({why})")
-    unknown = sorted(set(aws) - set(NO_EQUIVALENT) - {"total_instances", "instance_storage_gb"})
+    unknown = sorted(set(aws) - set(NO_EQUIVALENT) - set(SSH_KEYS) - {"total_instances", "instance_storage_gb"})
     if unknown:
         notes.append(f"aws.{', aws.'.join(unknown)}: not a key the legacy tool reads; ignored")
     return LegacyImport(fleet, notes)
