@@ -203,7 +203,10 @@ SITE = """
           - lookup('ansible.builtin.file', bacalhau_orchestrator_token_file) == expected_token
           - (lookup('ansible.builtin.file', bacalhau_image_archive) | length) == expected_archive_size | int
     - name: Wait
-      ansible.builtin.shell: sleep {{ wait | default(0) }} && touch {{ marker | default('/dev/null') }}
+      # Then what a module's lazily made temporary directory does: a directory under the run's (HOME).
+      ansible.builtin.shell: >-
+        sleep {{ wait | default(0) }} && touch {{ marker | default('/dev/null') }}
+        && mkdir -p {{ lookup('ansible.builtin.env', 'HOME') }}/tmp/made-late
       changed_when: true
     - name: Report
       ansible.builtin.set_fact:
@@ -317,6 +320,7 @@ def test_a_cancelled_session_stops_the_playbook_at_once_and_lets_a_running_modul
     while (_running("sleep 14") or _lock_held(base)) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert (tmp_path / "done").exists() and not _lock_held(base)
+    assert os.listdir(base) == ["lock"]  # what the module made in the run's directory after the first removal too
 
 
 def test_a_module_still_running_after_the_grace_is_killed(inventory: JSONObject, tmp_path: Path) -> None:

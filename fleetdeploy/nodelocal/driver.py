@@ -305,6 +305,9 @@ def main() -> int:
             for stop in stops:
                 stop.let_modules_finish()
         finally:
+            # Again, now that none of the run's processes is left: a module that finished late may have made its
+            # temporary directory under the run's (Ansible's remote_tmp) after the first removal.
+            shutil.rmtree(run_dir, ignore_errors=True)
             lock.close()
     say(RC + str(rc))
     return 0

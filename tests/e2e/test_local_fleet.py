@@ -20,6 +20,7 @@ import yaml
 from local_fleet import REPO, STAMP, Fleet, by_key, docker_out
 
 from fleetdeploy.fleet.configure_spec import ConfigureMode, ConfigureSpec
+from fleetdeploy.nodelocal.session import STOP_GRACE_S
 from tests.runplay import run_playbook
 
 pytestmark = pytest.mark.e2e
@@ -109,9 +110,9 @@ def _interrupt_during_configure(fleet: Fleet, whole_group: bool) -> subprocess.C
     return result
 
 
-def _node_runs_left(containers: list[str]) -> list[str]:
+def _node_runs_left(containers: list[str], what: str = "") -> list[str]:
     return [c for c in containers
-            if docker_out("exec", c, "sh", "-c", "ls -d /var/lib/fleetdeploy/run-* 2>/dev/null || true").strip()]
+            if docker_out("exec", c, "sh", "-c", f"ls -d /var/lib/fleetdeploy/run-*{what} 2>/dev/null || true").strip()]
 
 
 def _node_playbooks_left() -> str:
@@ -136,12 +137,16 @@ def test_2c_ctrl_c_during_configure_is_never_a_success_and_the_next_up_heals(fle
     left = subprocess.run(["pgrep", "-f", f"inventory/{fleet.name}.yml"], capture_output=True, text=True).stdout
     assert left.split() == [], subprocess.run(["ps", "-o", "pid,ppid,sid,stat,cmd", "-p", ",".join(left.split())],
                                               capture_output=True, text=True).stdout
-    # Nor on the nodes (configure.mode: node): a closed session stops the node's playbook and removes its run
-    # directory, secrets and all, within seconds.
+    # Nor on the nodes (configure.mode: node): a closed session stops the node's playbook and removes the secrets
+    # within seconds; a module that was running may finish (up to the grace), then the run directory goes whole.
     deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and (_node_runs_left(containers) or _node_playbooks_left()):
+    while time.monotonic() < deadline and (_node_runs_left(containers, "/secrets") or _node_playbooks_left()):
         time.sleep(1)
-    assert _node_runs_left(containers) == [] and _node_playbooks_left() == ""
+    assert _node_runs_left(containers, "/secrets") == [] and _node_playbooks_left() == ""
+    deadline = time.monotonic() + STOP_GRACE_S + 30
+    while time.monotonic() < deadline and _node_runs_left(containers):
+        time.sleep(1)
+    assert _node_runs_left(containers) == []
 
     _, again = fleet.json("up")
     configured = again["configure"]["nodes"]
