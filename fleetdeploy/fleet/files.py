@@ -55,12 +55,18 @@ def token_from_text(text: str) -> str:
     return token
 
 
-def check_token_file(path: Path) -> None:
-    """A token file must be readable, private (no group/other read) and hold one token."""
+def check_private_file(path: Path, others: int = 0o044) -> None:
+    """`path` must be a readable file none of whose `others` mode bits are set (a secret's file: no group or other
+    read; ssh's private keys: no group or other bit at all, or ssh refuses them)."""
     check_readable_file(path)
     mode = stat.S_IMODE(path.stat().st_mode)
-    if mode & 0o044:
+    if mode & others:
         raise ValueError(f"{path}: readable by other users (mode {mode:04o}); run: chmod 600 {path}")
+
+
+def check_token_file(path: Path) -> None:
+    """A token file must be readable, private (no group/other read) and hold one token."""
+    check_private_file(path)
     try:
         token_from_text(path.read_text(encoding="utf-8"))
     except UnicodeDecodeError:

@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import base64
 import binascii
-import stat
 import struct
 import subprocess
 from pathlib import Path
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
-from fleetdeploy.fleet.files import check_readable_file, resolve_path
+from fleetdeploy.fleet.files import check_private_file, check_readable_file, resolve_path
 from fleetdeploy.fleet.fleetfile import KeyPathError as _At
 from fleetdeploy.fleet.regions import StrictModel
 
@@ -126,11 +125,8 @@ class SshSpec(StrictModel):
         if identity is None:
             return self
         try:
-            check_readable_file(identity)
-            mode = stat.S_IMODE(identity.stat().st_mode)
-            if mode & 0o077:
-                # ssh itself refuses such a key ("UNPROTECTED PRIVATE KEY FILE"): say so before any connection.
-                raise ValueError(f"{identity}: readable by other users (mode {mode:04o}); run: chmod 600 {identity}")
+            # ssh itself refuses such a key ("UNPROTECTED PRIVATE KEY FILE"): say so before any connection.
+            check_private_file(identity, others=0o077)
             public = public_key_of(identity)
         except ValueError as exc:
             raise _At("identity_file", str(exc)) from None
